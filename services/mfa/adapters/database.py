@@ -1,0 +1,166 @@
+"""The read side's SQL: one async interface over SQLite (sqlite3 in threads) and PostgreSQL
+(asyncpg). Views, their tracking positions and sessions live here, beside the event store.
+
+Queries are written once with `?` placeholders; PostgreSQL gets them renumbered as `$n`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sqlite3
+import threading
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import asyncpg
+
+Statement = tuple[str, Sequence[Any]]
+
+
+class Database(Protocol):
+    dialect: str
+
+    async def fetch(self, sql: str, *args: Any) -> list[dict[str, Any]]: ...
+
+    async def fetchrow(self, sql: str, *args: Any) -> dict[str, Any] | None: ...
+
+    async def execute(self, sql: str, *args: Any) -> int:
+        """Runs one statement; returns the number of rows it changed."""
+        ...
+
+    async def transaction(self, statements: Sequence[Statement]) -> bool:
+        """Runs the statements in one transaction. When the first one changes no row, nothing is
+        committed and False is returned: the first statement is the guard (a tracking update)."""
+        ...
+
+    async def ping(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class SqliteDatabase:
+    dialect = "sqlite"
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._write = self._connect()
+        self._read = self._connect()
+        self._write_lock = threading.Lock()
+        self._read_lock = threading.Lock()
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None,
+                               timeout=10)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA busy_timeout=10000")
+        return conn
+
+    async def fetch(self, sql: str, *args: Any) -> list[dict[str, Any]]:
+        return await asyncio.to_thread(self._fetch, sql, args)
+
+    async def fetchrow(self, sql: str, *args: Any) -> dict[str, Any] | None:
+        rows = await self.fetch(sql, *args)
+        return rows[0] if rows else None
+
+    async def execute(self, sql: str, *args: Any) -> int:
+        return await asyncio.to_thread(self._execute, sql, args)
+
+    async def transaction(self, statements: Sequence[Statement]) -> bool:
+        return await asyncio.to_thread(self._transaction, statements)
+
+    async def ping(self) -> None:
+        await self.fetch("SELECT 1")
+
+    async def close(self) -> None:
+        self._write.close()
+        self._read.close()
+
+    def _fetch(self, sql: str, args: Sequence[Any]) -> list[dict[str, Any]]:
+        with self._read_lock:
+            return [dict(row) for row in self._read.execute(sql, tuple(args)).fetchall()]
+
+    def _execute(self, sql: str, args: Sequence[Any]) -> int:
+        with self._write_lock:
+            return self._write.execute(sql, tuple(args)).rowcount
+
+    def _transaction(self, statements: Sequence[Statement]) -> bool:
+        with self._write_lock:
+            conn = self._write
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for number, (sql, args) in enumerate(statements):
+                    changed = conn.execute(sql, tuple(args)).rowcount
+                    if number == 0 and changed == 0:
+                        conn.execute("ROLLBACK")
+                        return False
+                conn.execute("COMMIT")
+                return True
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+
+_PLACEHOLDER = re.compile(r"\?")
+
+
+def to_postgres(sql: str) -> str:
+    counter = iter(range(1, 10_000))
+    return _PLACEHOLDER.sub(lambda _: f"${next(counter)}", sql)
+
+
+def _rows_changed(status: str) -> int:
+    # asyncpg returns the command tag, e.g. "INSERT 0 1" or "UPDATE 3".
+    last = status.rsplit(" ", 1)[-1]
+    return int(last) if last.isdigit() else 0
+
+
+class PostgresDatabase:
+    dialect = "postgres"
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    @classmethod
+    async def connect(cls, *, host: str, port: int, user: str, password: str, dbname: str,
+                      schema: str, max_size: int = 10) -> PostgresDatabase:
+        pool = await asyncpg.create_pool(
+            host=host, port=port, user=user, password=password or None, database=dbname,
+            min_size=1, max_size=max_size, command_timeout=30,
+            server_settings={"search_path": schema},
+        )
+        return cls(pool)
+
+    async def fetch(self, sql: str, *args: Any) -> list[dict[str, Any]]:
+        rows = await self._pool.fetch(to_postgres(sql), *args)
+        return [dict(row) for row in rows]
+
+    async def fetchrow(self, sql: str, *args: Any) -> dict[str, Any] | None:
+        row = await self._pool.fetchrow(to_postgres(sql), *args)
+        return dict(row) if row is not None else None
+
+    async def execute(self, sql: str, *args: Any) -> int:
+        return _rows_changed(await self._pool.execute(to_postgres(sql), *args))
+
+    async def transaction(self, statements: Sequence[Statement]) -> bool:
+        async with self._pool.acquire() as conn:
+            tx = conn.transaction()
+            await tx.start()
+            try:
+                for number, (sql, args) in enumerate(statements):
+                    status = await conn.execute(to_postgres(sql), *args)
+                    if number == 0 and _rows_changed(status) == 0:
+                        await tx.rollback()
+                        return False
+            except BaseException:
+                await tx.rollback()
+                raise
+            await tx.commit()
+            return True
+
+    async def ping(self) -> None:
+        await self._pool.fetchval("SELECT 1")
+
+    async def close(self) -> None:
+        await self._pool.close()

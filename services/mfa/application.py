@@ -1,0 +1,326 @@
+"""The use cases, on the eventsourcing Application: each one is get, call, save.
+
+Commands on one user race only through optimistic concurrency: a save that loses (another
+request saved that aggregate's next version first) is retried from a fresh read, a bounded
+number of times. That is what makes a recovery code work once even when 50 requests race.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+from uuid import UUID, uuid4
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import IntegrityError
+
+from services.mfa.adapters.passwords import Passwords
+from services.mfa.domain import recovery_codes, totp
+from services.mfa.domain.account import ROLES, Account, EmailIndex, Organization, normalize_email
+from services.mfa.domain.clock import Clock, SystemClock
+from services.mfa.domain.errors import (
+    AccountNotFound,
+    DomainError,
+    EmailAlreadyUsed,
+    InvalidCredentials,
+    TwoFactorNotOn,
+)
+from services.mfa.domain.lockout import LockoutPolicy
+from services.mfa.domain.mfa import MFA, mfa_id
+
+T = TypeVar("T")
+MAX_ATTEMPTS = 30
+
+
+class ConcurrentUpdate(Exception):
+    """A command kept losing the race for the same aggregate; the client may try again."""
+
+
+@dataclass(frozen=True)
+class Written:
+    """What a command returns: its result, and the log position of its last event (or 0)."""
+
+    value: Any
+    position: int
+
+
+@dataclass(frozen=True)
+class LoginStep:
+    user_id: UUID
+    next: str  # "done" | "second_factor" | "setup_2fa" | "regenerate_codes"
+
+
+@dataclass(frozen=True)
+class Enrollment:
+    secret: str
+    setup_key: str
+    otpauth_uri: str
+    expires_at: datetime
+
+
+def actor(kind: str, who: object) -> str:
+    """Actors as the audit shows them: user:<id>, admin:<id>, support:<operator>, system."""
+    return f"{kind}:{who}"
+
+
+class MfaApplication(Application[UUID]):
+    name = "MFA"
+
+    def __init__(
+        self,
+        env: dict[str, str],
+        *,
+        clock: Clock | None = None,
+        passwords: Passwords | None = None,
+        lockout: LockoutPolicy | None = None,
+        issuer: str = "MFA Service",
+    ) -> None:
+        super().__init__(env=env)
+        self.clock = clock or SystemClock()
+        self.passwords = passwords or Passwords()
+        self.lockout = lockout or LockoutPolicy()
+        self.issuer = issuer
+
+    # ---- organizations and accounts ----------------------------------------------------------
+
+    def create_organization(
+        self, name: str, admin_email: str, admin_name: str, admin_password: str, by: str
+    ) -> Written:
+        now = self.clock.now()
+        org = Organization._create(Organization.OrganizationCreated, name=name, actor=by,
+                                   timestamp=now)
+        account, index, mfa = self._new_user(org.id, admin_email, admin_name, "admin",
+                                             admin_password, False, by, now)
+        position = self._save_new(org, account, index, mfa)
+        return Written((org.id, account.id), position)
+
+    def create_user(self, org_id: UUID, email: str, name: str, role: str, password: str,
+                    required: bool, by: str) -> Written:
+        self.organization(org_id)
+        now = self.clock.now()
+        account, index, mfa = self._new_user(org_id, email, name, role, password, required, by,
+                                             now)
+        return Written(account.id, self._save_new(account, index, mfa))
+
+    def update_user(self, org_id: UUID, user_id: UUID, name: str | None, role: str | None,
+                    required: bool | None, by: str) -> Written:
+        def change(account: Account, mfa: MFA) -> None:
+            now = self.clock.now()
+            account.change_profile(name if name is not None else account.name,
+                                   role if role is not None else account.role, now, by)
+            if required is not None:
+                mfa.set_requirement(required, now, by)
+
+        return self._update_both(org_id, user_id, change)
+
+    def reset_two_factor(self, org_id: UUID, user_id: UUID, by: str) -> Written:
+        return self._update_both(org_id, user_id,
+                                 lambda _account, mfa: mfa.reset(self.clock.now(), by))
+
+    def support_reset(self, email: str, operator: str) -> Written:
+        account = self.account(self.user_id_for(email))
+        return self.reset_two_factor(account.org_id, account.id, actor("support", operator))
+
+    def organization(self, org_id: UUID) -> Organization:
+        try:
+            org = self.repository.get(org_id)
+        except AggregateNotFoundError:
+            raise AccountNotFound() from None
+        if not isinstance(org, Organization):
+            raise AccountNotFound()
+        return org
+
+    def account(self, user_id: UUID) -> Account:
+        try:
+            account = self.repository.get(user_id)
+        except AggregateNotFoundError:
+            raise AccountNotFound() from None
+        if not isinstance(account, Account):
+            raise AccountNotFound()
+        return account
+
+    def mfa(self, user_id: UUID) -> MFA:
+        mfa = self.repository.get(mfa_id(user_id))
+        assert isinstance(mfa, MFA)
+        return mfa
+
+    def user_id_for(self, email: str) -> UUID:
+        try:
+            index = self.repository.get(EmailIndex.id_for(email))
+        except AggregateNotFoundError:
+            raise AccountNotFound() from None
+        assert isinstance(index, EmailIndex)
+        return index.user_id
+
+    # ---- login -----------------------------------------------------------------------------------
+
+    def login(self, email: str, password: str) -> Written:
+        """F3 step 1. Unknown emails cost the same argon2 time as wrong passwords."""
+        try:
+            account: Account | None = self.account(self.user_id_for(email))
+        except AccountNotFound:
+            account = None
+        if account is None:
+            self.passwords.verify(None, password)
+            raise InvalidCredentials()
+        by = actor("user", account.id)
+        self._refuse_if_locked(account.id, by)  # before argon2: a locked account costs no hash
+        right = self.passwords.verify(account.password_hash, password)
+
+        def attempt(mfa: MFA) -> LoginStep:
+            now = self.clock.now()
+            mfa.refuse_if_locked("password", now, by)
+            if not right:
+                mfa.reject_password(self.lockout, now, by)
+            mfa.accept_password("login", now, by)
+            if mfa.is_on:
+                return LoginStep(account.id, "second_factor")
+            return LoginStep(account.id, "setup_2fa" if mfa.required else "done")
+
+        return self._update(mfa_id(account.id), attempt)
+
+    def verify_second_factor(self, user_id: UUID, code: str) -> Written:
+        """F3 step 2: a 6-digit TOTP code or an 8-digit recovery code, each accepted once."""
+        by = actor("user", user_id)
+
+        def attempt(mfa: MFA) -> LoginStep:
+            mfa.verify_second_factor(code, self.lockout, self.clock.now(), by)
+            return LoginStep(user_id, "regenerate_codes" if mfa.recovery_codes_left == 0
+                             else "done")
+
+        return self._update(mfa_id(user_id), attempt)
+
+    def reauthenticate(self, user_id: UUID, password: str) -> Written:
+        """Opens the 10-minute window (kept in the session); wrong passwords count as failures."""
+        account = self.account(user_id)
+        by = actor("user", user_id)
+        self._refuse_if_locked(user_id, by)
+        right = self.passwords.verify(account.password_hash, password)
+
+        def attempt(mfa: MFA) -> None:
+            now = self.clock.now()
+            mfa.refuse_if_locked("password", now, by)
+            if not right:
+                mfa.reject_password(self.lockout, now, by)
+            mfa.accept_password("reauthenticate", now, by)
+
+        return self._update(mfa_id(user_id), attempt)
+
+    # ---- My account > Security ---------------------------------------------------------------
+
+    def start_enrollment(self, user_id: UUID, window_ends: datetime) -> Written:
+        account = self.account(user_id)
+        secret = totp.new_secret()
+
+        def start(mfa: MFA) -> Enrollment:
+            mfa.start_enrollment(secret, window_ends, self.clock.now(), actor("user", user_id))
+            return Enrollment(
+                secret=secret,
+                setup_key=totp.setup_key(secret),
+                otpauth_uri=totp.provisioning_uri(secret, account.email, self.issuer),
+                expires_at=window_ends,
+            )
+
+        return self._update(mfa_id(user_id), start)
+
+    def confirm_enrollment(self, user_id: UUID, code: str) -> Written:
+        codes = recovery_codes.new_set()
+
+        def confirm(mfa: MFA) -> list[str]:
+            mfa.confirm_enrollment(code, codes, self.clock.now(), actor("user", user_id))
+            return codes
+
+        return self._update(mfa_id(user_id), confirm)
+
+    def recovery_codes(self, user_id: UUID) -> list[tuple[str, bool]]:
+        mfa = self.mfa(user_id)
+        if not mfa.is_on:
+            raise TwoFactorNotOn()
+        return list(zip(mfa.codes, mfa.used, strict=True))
+
+    def regenerate_codes(self, user_id: UUID) -> Written:
+        codes = recovery_codes.new_set()
+
+        def regenerate(mfa: MFA) -> list[str]:
+            mfa.regenerate_codes(codes, self.clock.now(), actor("user", user_id))
+            return codes
+
+        return self._update(mfa_id(user_id), regenerate)
+
+    def disable(self, user_id: UUID) -> Written:
+        return self._update(mfa_id(user_id),
+                            lambda mfa: mfa.disable(self.clock.now(), actor("user", user_id)))
+
+    def _refuse_if_locked(self, user_id: UUID, by: str) -> None:
+        if self.mfa(user_id).is_locked(self.clock.now()):
+            # Records the throttled attempt and raises LockedOut (unless the wait just ended).
+            self._update(mfa_id(user_id),
+                         lambda m: m.refuse_if_locked("password", self.clock.now(), by))
+
+    # ---- the get, call, save loop ------------------------------------------------------------
+
+    def _update(self, aggregate_id: UUID, command: Callable[[Any], T]) -> Written:
+        for _ in range(MAX_ATTEMPTS):
+            aggregate = self.repository.get(aggregate_id)
+            try:
+                value = command(aggregate)
+            except DomainError:
+                # A refusal is a fact too (failed attempts feed the lockout and the audit).
+                if aggregate.pending_events and not self._try_save(aggregate):
+                    continue
+                raise
+            position = self._try_save(aggregate)
+            if position is not None:
+                return Written(value, position)
+        raise ConcurrentUpdate()
+
+    def _update_both(self, org_id: UUID, user_id: UUID,
+                     change: Callable[[Account, MFA], None]) -> Written:
+        for _ in range(MAX_ATTEMPTS):
+            account = self.account(user_id)
+            if account.org_id != org_id:
+                raise AccountNotFound()  # another organization's user does not exist for you
+            mfa = self.mfa(user_id)
+            change(account, mfa)
+            position = self._try_save(account, mfa)
+            if position is not None:
+                return Written(user_id, position)
+        raise ConcurrentUpdate()
+
+    def _try_save(self, *aggregates: Aggregate) -> int | None:
+        """The position of the last event saved (0 if nothing to save); None if the race was lost."""
+        try:
+            recordings = self.save(*aggregates)
+        except IntegrityError:
+            return None
+        return recordings[-1].notification.id if recordings else 0
+
+    def _save_new(self, *aggregates: Aggregate) -> int:
+        try:
+            recordings = self.save(*aggregates)
+        except IntegrityError:
+            raise EmailAlreadyUsed() from None  # only the email claim can collide
+        return recordings[-1].notification.id
+
+    def _new_user(self, org_id: UUID, email: str, name: str, role: str, password: str,
+                  required: bool, by: str, now: datetime,
+                  ) -> Sequence[Any]:
+        assert role in ROLES
+        user_id = uuid4()
+        email = normalize_email(email)
+        account = Account._create(
+            Account.AccountCreated, id=user_id, user_id=user_id, org_id=org_id, actor=by,
+            email=email, name=name, role=role, password_hash=self.passwords.hash(password),
+            timestamp=now,
+        )
+        index = EmailIndex._create(EmailIndex.EmailClaimed, id=EmailIndex.id_for(email),
+                                   user_id=user_id, timestamp=now)
+        mfa = MFA._create(MFA.MfaCreated, id=mfa_id(user_id), user_id=user_id, org_id=org_id,
+                          actor=by, required=required, timestamp=now)
+        return account, index, mfa
+
+    def window_end(self, seconds: int) -> datetime:
+        return self.clock.now() + timedelta(seconds=seconds)

@@ -1,0 +1,136 @@
+"""The composition root: builds the service on the configured store (SQLite or PostgreSQL)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+from uuid import UUID
+
+from services.mfa.adapters.database import Database, PostgresDatabase, SqliteDatabase
+from services.mfa.adapters.event_store import StoreLocation, derive_key
+from services.mfa.adapters.passwords import Passwords
+from services.mfa.adapters.sessions import SCHEMA as SESSION_SCHEMA
+from services.mfa.adapters.sessions import SessionStore
+from services.mfa.application import MfaApplication, Written
+from services.mfa.config import Settings
+from services.mfa.domain.clock import Clock, SystemClock
+from services.mfa.domain.lockout import LockoutPolicy
+from services.mfa.projections.runner import ProjectionRunner, create_tables
+from services.mfa.projections.user_state import UserStateProjection
+from services.mfa.projections.users_grid import UsersGridProjection
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# Enough threads for the store's pool (5 + 10 on PostgreSQL) without queueing on it.
+EXECUTOR_THREADS = 8
+
+
+@dataclass
+class Service:
+    settings: Settings
+    app: MfaApplication
+    db: Database
+    sessions: SessionStore
+    projections: list[ProjectionRunner]
+    executor: ThreadPoolExecutor
+    clock: Clock
+    _user_locks: dict[UUID, asyncio.Lock] = field(default_factory=dict)
+
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """Runs a synchronous call of the eventsourcing application off the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+
+    async def command(self, fn: Callable[..., Written], *args: Any,
+                      user_id: UUID | None = None) -> Written:
+        """Runs a use case, then has the views catch up so the caller reads its own write.
+
+        Commands on one user are queued in this process, so they rarely lose the optimistic
+        concurrency race; across processes that race (and its retry) still decides.
+        """
+        lock = self._lock_for(user_id) if user_id is not None else None
+        try:
+            if lock is not None:
+                async with lock:
+                    written = await self.call(fn, *args)
+            else:
+                written = await self.call(fn, *args)
+        finally:
+            for runner in self.projections:
+                runner.kick()
+        await self.settle(written.position)
+        return written
+
+    async def settle(self, position: int) -> None:
+        if position:
+            await asyncio.gather(*(runner.wait_for(position) for runner in self.projections))
+
+    def _lock_for(self, user_id: UUID) -> asyncio.Lock:
+        lock = self._user_locks.get(user_id)
+        if lock is None:
+            if len(self._user_locks) > 10_000:  # forget idle users' locks
+                for key in [k for k, v in self._user_locks.items() if not v.locked()]:
+                    del self._user_locks[key]
+            lock = self._user_locks[user_id] = asyncio.Lock()
+        return lock
+
+    @property
+    def lockout(self) -> LockoutPolicy:
+        return self.app.lockout
+
+
+async def build_service(settings: Settings, *, clock: Clock | None = None,
+                        passwords: Passwords | None = None) -> Service:
+    clock = clock or SystemClock()
+    location = StoreLocation.parse(settings.database_url)
+    executor = ThreadPoolExecutor(EXECUTOR_THREADS, thread_name_prefix="mfa-store")
+    loop = asyncio.get_running_loop()
+    lockout = LockoutPolicy(settings.lockout_threshold, settings.lockout_base_seconds,
+                            settings.lockout_max_seconds)
+    env = location.eventsourcing_env(settings.secret_key)
+    # Construction runs DDL and may hash the decoy password: off the event loop.
+    app = await loop.run_in_executor(executor, lambda: MfaApplication(
+        env, clock=clock, passwords=passwords, lockout=lockout, issuer=settings.issuer))
+    db: Database
+    if location.kind == "sqlite":
+        db = SqliteDatabase(location.sqlite_path)
+    else:
+        db = await PostgresDatabase.connect(
+            host=location.host, port=location.port, user=location.user,
+            password=location.password, dbname=location.dbname, schema=location.schema)
+    for sql in SESSION_SCHEMA:
+        await db.execute(sql)
+    projections = [UserStateProjection(), UsersGridProjection()]
+    await create_tables(db, list(projections))
+    runners = [ProjectionRunner(app, db, projection) for projection in projections]
+    for runner in runners:
+        await runner.load_position()
+    sessions = SessionStore(db, derive_key(settings.secret_key, "sessions"),
+                            settings.session_max_age_seconds)
+    return Service(settings, app, db, sessions, runners, executor, clock)
+
+
+async def close_service(service: Service) -> None:
+    await service.db.close()
+    await service.call(service.app.close)
+    service.executor.shutdown(wait=False, cancel_futures=True)
+
+
+@contextlib.asynccontextmanager
+async def running_projections(service: Service) -> AsyncIterator[None]:
+    """The projectors of `mfa serve`: in the same process, woken by every command."""
+    tasks = [asyncio.create_task(runner.run(), name=f"projection-{runner.projection.name}")
+             for runner in service.projections]
+    try:
+        yield
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

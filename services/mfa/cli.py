@@ -1,0 +1,131 @@
+"""The `mfa` command (SPEC section 4, command line)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import sys
+from collections.abc import Sequence
+
+from aiohttp import web
+
+from services.mfa.application import MfaApplication, actor
+from services.mfa.bootstrap import Service, build_service, close_service
+from services.mfa.config import ConfigError, Settings
+from services.mfa.domain.errors import AccountNotFound, EmailAlreadyUsed
+from services.mfa.http.app import create_app
+
+DEMO_ORGANIZATION = "Demo Organization"
+DEMO_LOGINS = (
+    # email, name, role, password
+    ("admin@demo.example", "Ada Admin", "admin", "demo-admin-password"),
+    ("client@demo.example", "Carl Client", "client", "demo-client-password"),
+)
+
+
+def _demo(app: MfaApplication) -> None:
+    """Creates the demo organization once; later starts find it and only print the logins."""
+    (admin_email, admin_name, _, admin_password), *clients = DEMO_LOGINS
+    try:
+        app.user_id_for(admin_email)
+        return
+    except AccountNotFound:
+        pass
+    org_id, _ = app.create_organization(DEMO_ORGANIZATION, admin_email, admin_name,
+                                        admin_password, actor("system", "demo")).value
+    for email, name, role, password in clients:
+        app.create_user(org_id, email, name, role, password, False, actor("system", "demo"))
+
+
+async def _with_service(settings: Settings, work: str, **kwargs: str) -> int:
+    service: Service = await build_service(settings)
+    try:
+        app = service.app
+        if work == "create-org":
+            try:
+                org_id, _ = (await service.call(
+                    app.create_organization, kwargs["name"], kwargs["admin_email"],
+                    kwargs["admin_name"], kwargs["admin_password"],
+                    actor("support", kwargs["operator"]))).value
+            except EmailAlreadyUsed:
+                print(f"mfa: {kwargs['admin_email']} already has an account", file=sys.stderr)
+                return 1
+            print(org_id)
+        elif work == "reset-2fa":
+            try:
+                await service.call(app.support_reset, kwargs["email"], kwargs["operator"])
+            except AccountNotFound:
+                print(f"mfa: no account with email {kwargs['email']}", file=sys.stderr)
+                return 1
+            print(f"2FA of {kwargs['email']} reset by support:{kwargs['operator']}")
+        return 0
+    finally:
+        await close_service(service)
+
+
+def _serve(settings: Settings) -> int:
+    app = create_app(settings)
+
+    async def announce(app: web.Application) -> None:
+        from services.mfa.http.context import SERVICE
+
+        service = app[SERVICE]
+        if settings.demo:
+            await service.call(_demo, service.app)
+        print(f"MFA service listening on http://{settings.host}:{settings.port}", flush=True)
+        if settings.demo:
+            print("Demo organization logins:", flush=True)
+            for email, _, role, password in DEMO_LOGINS:
+                print(f"  {role:<6} {email}  password: {password}", flush=True)
+
+    app.on_startup.append(announce)
+    web.run_app(app, host=settings.host, port=settings.port, print=None,
+                access_log_format='%a "%r" %s %b %Tf')
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mfa", description="The MFA (2FA) service.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("serve", help="all components in one process (embedded by default)")
+    org = commands.add_parser("create-org", help="create an organization and its first admin")
+    org.add_argument("--name", required=True)
+    org.add_argument("--admin-email", required=True)
+    org.add_argument("--admin-password", required=True)
+    org.add_argument("--admin-name", default="Administrator")
+    support = commands.add_parser("support", help="platform support operations")
+    support_commands = support.add_subparsers(dest="support_command", required=True)
+    reset = support_commands.add_parser("reset-2fa", help="reset a user's 2FA (F10)")
+    reset.add_argument("--email", required=True)
+    for sub in (org, reset):
+        sub.add_argument("--operator", default=getpass.getuser(),
+                         help="who runs this, recorded as the actor (default: the OS user)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        settings = Settings.from_env()
+    except ConfigError as e:
+        print(f"mfa: {e}", file=sys.stderr)
+        return 2
+    if args.command == "serve":
+        return _serve(settings)
+    if args.command == "create-org":
+        if len(args.admin_password) < 8:
+            print("mfa: --admin-password needs at least 8 characters", file=sys.stderr)
+            return 2
+        return asyncio.run(_with_service(
+            settings, "create-org", name=args.name, admin_email=args.admin_email,
+            admin_name=args.admin_name, admin_password=args.admin_password,
+            operator=args.operator))
+    return asyncio.run(_with_service(settings, "reset-2fa", email=args.email,
+                                     operator=args.operator))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""The one settings object, read from the environment (SPEC section 4 names the variables)."""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed; the process cannot start."""
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    notifier_port: int = 8081
+    database_url: str = "sqlite:///var/mfa.db"
+    amqp_url: str = ""
+    secret_key: str = field(default="", repr=False)
+    issuer: str = "MFA Service"
+    setup_window_seconds: int = 600
+    lockout_threshold: int = 5
+    lockout_base_seconds: int = 30
+    lockout_max_seconds: int = 3600
+    session_max_age_seconds: int = 12 * 3600
+    demo: bool = False
+    var_dir: Path = Path("var")
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.database_url.startswith(("postgresql://", "postgres://"))
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        database_url = env.get("MFA_DATABASE_URL", "").strip() or cls.database_url
+        if not database_url.startswith(("sqlite:///", "postgresql://", "postgres://")):
+            raise ConfigError(
+                "MFA_DATABASE_URL must start with sqlite:/// or postgresql://, "
+                f"got {database_url.split(':', 1)[0]!r}"
+            )
+        var_dir = Path(env.get("MFA_VAR_DIR", "var"))
+        settings = cls(
+            host=env.get("MFA_HOST", "").strip() or cls.host,
+            port=_int(env, "MFA_PORT", cls.port),
+            notifier_port=_int(env, "MFA_NOTIFIER_PORT", cls.notifier_port),
+            database_url=database_url,
+            amqp_url=env.get("MFA_AMQP_URL", "").strip(),
+            secret_key=env.get("MFA_SECRET_KEY", "").strip(),
+            issuer=env.get("MFA_ISSUER", "").strip() or cls.issuer,
+            setup_window_seconds=_int(env, "MFA_SETUP_WINDOW_SECONDS", cls.setup_window_seconds),
+            lockout_threshold=_int(env, "MFA_LOCKOUT_THRESHOLD", cls.lockout_threshold),
+            lockout_base_seconds=_int(env, "MFA_LOCKOUT_BASE_SECONDS", cls.lockout_base_seconds),
+            lockout_max_seconds=_int(env, "MFA_LOCKOUT_MAX_SECONDS", cls.lockout_max_seconds),
+            session_max_age_seconds=_int(
+                env, "MFA_SESSION_MAX_AGE_SECONDS", cls.session_max_age_seconds
+            ),
+            demo=env.get("MFA_DEMO", "0").strip().lower() in ("1", "true", "yes"),
+            var_dir=var_dir,
+        )
+        return settings.with_secret_key()
+
+    def with_secret_key(self) -> Settings:
+        """The platform must be given a key; the embedded default makes one once, under var/."""
+        if self.secret_key:
+            if len(self.secret_key) < 32:
+                raise ConfigError("MFA_SECRET_KEY must be at least 32 characters")
+            return self
+        if self.is_postgres:
+            raise ConfigError("MFA_SECRET_KEY is required with a PostgreSQL database")
+        key_file = self.var_dir / "secret.key"
+        if not key_file.exists():
+            self.var_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(base64.urlsafe_b64encode(secrets.token_bytes(32)).decode())
+        return _replace(self, secret_key=key_file.read_text().strip())
+
+
+def _replace(settings: Settings, **changes: object) -> Settings:
+    from dataclasses import replace
+
+    return replace(settings, **changes)  # type: ignore[arg-type]

@@ -1,0 +1,81 @@
+"""Organizations and their users' accounts, event-sourced like the 2FA itself."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
+
+from eventsourcing.domain import Aggregate
+
+from services.mfa.domain.mfa import UserEvent
+
+ROLES = ("client", "admin")
+_EMAIL_NAMESPACE = uuid5(NAMESPACE_URL, "urn:mfa-service:email")
+
+
+def normalize_email(email: str) -> str:
+    return email.strip().lower()
+
+
+class Organization(Aggregate):
+    class OrganizationCreated(Aggregate.Created):
+        name: str
+        actor: str
+
+    def __init__(self, name: str, actor: str) -> None:
+        self.name = name
+
+    @staticmethod
+    def create_id(**_: Any) -> UUID:
+        return uuid4()
+
+
+class Account(Aggregate):
+    """A user: organization, email, name, role and argon2 password hash. Its id is the user id."""
+
+    class AccountCreated(Aggregate.Created):
+        user_id: UUID
+        org_id: UUID
+        actor: str
+        email: str
+        name: str
+        role: str
+        password_hash: str
+
+    def __init__(self, user_id: UUID, org_id: UUID, actor: str, email: str, name: str,
+                 role: str, password_hash: str) -> None:
+        self.user_id = user_id
+        self.org_id = org_id
+        self.email = email
+        self.name = name
+        self.role = role
+        self.password_hash = password_hash
+
+    def change_profile(self, name: str, role: str, now: datetime, actor: str) -> None:
+        if (name, role) != (self.name, self.role):
+            self.trigger_event(self.ProfileChanged, timestamp=now, user_id=self.user_id,
+                               org_id=self.org_id, actor=actor, name=name, role=role)
+
+    class ProfileChanged(UserEvent):
+        name: str
+        role: str
+
+        def apply(self, account: Account) -> None:
+            account.name = self.name
+            account.role = self.role
+
+
+class EmailIndex(Aggregate):
+    """Claims an email for one account. Its id is derived from the email, so a second claim of
+    the same email conflicts on version 1 in the event store: uniqueness without a lookup race."""
+
+    class EmailClaimed(Aggregate.Created):
+        user_id: UUID
+
+    def __init__(self, user_id: UUID) -> None:
+        self.user_id = user_id
+
+    @staticmethod
+    def id_for(email: str) -> UUID:
+        return uuid5(_EMAIL_NAMESPACE, normalize_email(email))

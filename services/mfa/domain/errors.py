@@ -1,0 +1,53 @@
+"""Every way a 2FA command can be refused. One type per failure; HTTP maps them in one place."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+
+class DomainError(Exception):
+    """Base of the refusals a client can cause; never a server fault."""
+
+
+class InvalidCredentials(DomainError):
+    """Wrong email or password."""
+
+
+class InvalidCode(DomainError):
+    """A wrong, expired or already used TOTP or recovery code."""
+
+
+class LockedOut(DomainError):
+    """Too many consecutive failures: the account waits until `until`."""
+
+    def __init__(self, until: datetime) -> None:
+        super().__init__(f"locked until {until.isoformat()}")
+        self.until = until
+
+
+class NoEnrollmentInProgress(DomainError):
+    """Setup verification without a setup started in the current window."""
+
+
+class SetupWindowExpired(DomainError):
+    """The 10-minute setup window ran out."""
+
+
+class TwoFactorAlreadyOn(DomainError):
+    """Setup asked for while 2FA is already configured."""
+
+
+class TwoFactorNotOn(DomainError):
+    """Codes or disabling asked for while 2FA is Off."""
+
+
+class TwoFactorRequired(DomainError):
+    """Disabling 2FA while the admin requires it."""
+
+
+class EmailAlreadyUsed(DomainError):
+    """Another account has this email."""
+
+
+class AccountNotFound(DomainError):
+    """No such user (or organization) for the caller."""

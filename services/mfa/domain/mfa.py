@@ -1,0 +1,263 @@
+"""The MFA aggregate: one per user, the whole life of that user's second factor.
+
+Each command checks its rule first, then records an event; rejected attempts are recorded too
+(they feed the lockout and the audit) and then raised. The caller saves what was recorded even
+when the command raises.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import NAMESPACE_URL, UUID, uuid5
+
+from eventsourcing.domain import Aggregate
+
+from services.mfa.domain import recovery_codes, totp
+from services.mfa.domain.errors import (
+    InvalidCode,
+    InvalidCredentials,
+    LockedOut,
+    NoEnrollmentInProgress,
+    SetupWindowExpired,
+    TwoFactorNotOn,
+    TwoFactorRequired,
+)
+from services.mfa.domain.lockout import LockoutPolicy
+
+_MFA_NAMESPACE = uuid5(NAMESPACE_URL, "urn:mfa-service:mfa")
+
+
+def mfa_id(user_id: UUID) -> UUID:
+    """The MFA aggregate of a user has an id derived from the user's, so no lookup is needed."""
+    return uuid5(_MFA_NAMESPACE, str(user_id))
+
+
+class UserEvent(Aggregate.Event):
+    """Every event about a user says whose, in which organization, and who did it."""
+
+    user_id: UUID
+    org_id: UUID
+    actor: str
+
+
+class MFA(Aggregate):
+    class MfaCreated(Aggregate.Created):
+        user_id: UUID
+        org_id: UUID
+        actor: str
+        required: bool
+
+    def __init__(self, user_id: UUID, org_id: UUID, actor: str, required: bool) -> None:
+        self.user_id = user_id
+        self.org_id = org_id
+        self.required = required
+        self.secret: str | None = None
+        self.pending_secret: str | None = None
+        self.pending_expires_at: datetime | None = None
+        self.last_step = -1
+        self.codes: list[str] = []
+        self.used: list[bool] = []
+        self.failures = 0
+        self.locked_until: datetime | None = None
+
+    # ---- what the rest of the service reads ------------------------------------------------
+
+    @property
+    def is_on(self) -> bool:
+        return self.secret is not None
+
+    @property
+    def recovery_codes_left(self) -> int:
+        return self.used.count(False) if self.is_on else 0
+
+    @property
+    def banner(self) -> bool:
+        """The enforcement bar of F6: required, but not configured."""
+        return self.required and not self.is_on
+
+    def is_locked(self, now: datetime) -> bool:
+        return self.locked_until is not None and now < self.locked_until
+
+    # ---- commands ------------------------------------------------------------------------------
+
+    def refuse_if_locked(self, factor: str, now: datetime, actor: str) -> None:
+        if self.locked_until is not None and now < self.locked_until:
+            self._record(self.AttemptThrottled, now, actor, factor=factor, until=self.locked_until)
+            raise LockedOut(self.locked_until)
+
+    def accept_password(self, purpose: str, now: datetime, actor: str) -> None:
+        """A right password. It completes a login only when no second factor follows."""
+        completes_login = purpose == "login" and not self.is_on
+        self._record(self.PasswordAccepted, now, actor, purpose=purpose,
+                     completes_login=completes_login)
+
+    def reject_password(self, policy: LockoutPolicy, now: datetime, actor: str) -> None:
+        self._reject("password", policy, now, actor)
+        raise InvalidCredentials()
+
+    def verify_second_factor(
+        self, code: str, policy: LockoutPolicy, now: datetime, actor: str
+    ) -> str:
+        """Accept a 6-digit TOTP code or an 8-digit recovery code; returns which it was."""
+        factor = "totp" if len(code) == totp.DIGITS else "recovery_code"
+        self.refuse_if_locked(factor, now, actor)
+        if self.secret is not None:
+            if factor == "totp":
+                step = totp.matching_step(self.secret, code, now, self.last_step)
+                if step is not None:
+                    self._record(self.TotpAccepted, now, actor, step=step)
+                    return factor
+            else:
+                index = recovery_codes.find_unused(self.codes, self.used, code)
+                if index is not None:
+                    self._record(self.RecoveryCodeConsumed, now, actor, index=index,
+                                 remaining=self.recovery_codes_left - 1)
+                    return factor
+        self._reject(factor, policy, now, actor)
+        raise InvalidCode()
+
+    def start_enrollment(self, secret: str, expires_at: datetime, now: datetime,
+                         actor: str) -> None:
+        """Configure 2FA. Allowed while On too: confirming a new app replaces the old one."""
+        self._record(self.EnrollmentStarted, now, actor, secret=secret, expires_at=expires_at)
+
+    def confirm_enrollment(self, code: str, new_codes: list[str], now: datetime,
+                           actor: str) -> None:
+        if self.pending_secret is None or self.pending_expires_at is None:
+            raise NoEnrollmentInProgress()
+        if now >= self.pending_expires_at:
+            raise SetupWindowExpired()
+        step = totp.matching_step(self.pending_secret, code, now, after_step=-1)
+        if step is None:
+            raise InvalidCode()
+        self._record(self.TotpConfirmed, now, actor, step=step, recovery_codes=new_codes)
+
+    def regenerate_codes(self, new_codes: list[str], now: datetime, actor: str) -> None:
+        if not self.is_on:
+            raise TwoFactorNotOn()
+        self._record(self.CodesRegenerated, now, actor, recovery_codes=new_codes)
+
+    def disable(self, now: datetime, actor: str) -> None:
+        if self.required:
+            raise TwoFactorRequired()
+        if not self.is_on:
+            raise TwoFactorNotOn()
+        self._record(self.TwoFactorDisabled, now, actor)
+
+    def set_requirement(self, required: bool, now: datetime, actor: str) -> None:
+        if required != self.required:
+            self._record(self.RequirementSet, now, actor, required=required)
+
+    def reset(self, now: datetime, actor: str) -> None:
+        """F7/F10: status Off, secret and every recovery code dead, Required unchanged."""
+        self._record(self.ResetByAdmin, now, actor)
+
+    # ---- internals -----------------------------------------------------------------------------
+
+    def _reject(self, factor: str, policy: LockoutPolicy, now: datetime, actor: str) -> None:
+        failures = self.failures + 1
+        self._record(self.SecondFactorRejected if factor != "password" else self.PasswordRejected,
+                     now, actor, factor=factor, failures=failures,
+                     locked_until=policy.locked_until(failures, now))
+
+    def _record(self, event_class: type[UserEvent], now: datetime, actor: str,
+                **fields: Any) -> None:
+        self.trigger_event(event_class, timestamp=now, user_id=self.user_id,
+                           org_id=self.org_id, actor=actor, **fields)
+
+    def _forget_factor(self) -> None:
+        self.secret = None
+        self.pending_secret = None
+        self.pending_expires_at = None
+        self.last_step = -1
+        self.codes = []
+        self.used = []
+
+    # ---- events --------------------------------------------------------------------------------
+
+    class EnrollmentStarted(UserEvent):
+        secret: str
+        expires_at: datetime
+
+        def apply(self, mfa: MFA) -> None:
+            mfa.pending_secret = self.secret
+            mfa.pending_expires_at = self.expires_at
+
+    class TotpConfirmed(UserEvent):
+        step: int
+        recovery_codes: list[str]
+
+        def apply(self, mfa: MFA) -> None:
+            mfa.secret = mfa.pending_secret
+            mfa.pending_secret = None
+            mfa.pending_expires_at = None
+            mfa.last_step = self.step
+            mfa.codes = list(self.recovery_codes)
+            mfa.used = [False] * len(self.recovery_codes)
+
+    class TotpAccepted(UserEvent):
+        step: int
+
+        def apply(self, mfa: MFA) -> None:
+            mfa.last_step = self.step
+            mfa.failures = 0
+            mfa.locked_until = None
+
+    class RecoveryCodeConsumed(UserEvent):
+        index: int
+        remaining: int
+
+        def apply(self, mfa: MFA) -> None:
+            mfa.used[self.index] = True
+            mfa.failures = 0
+            mfa.locked_until = None
+
+    class SecondFactorRejected(UserEvent):
+        factor: str
+        failures: int
+        locked_until: datetime | None
+
+        def apply(self, mfa: MFA) -> None:
+            mfa.failures = self.failures
+            mfa.locked_until = self.locked_until
+
+    class PasswordRejected(SecondFactorRejected):
+        pass
+
+    class PasswordAccepted(UserEvent):
+        purpose: str
+        completes_login: bool
+
+        def apply(self, mfa: MFA) -> None:
+            if self.completes_login:
+                mfa.failures = 0
+                mfa.locked_until = None
+
+    class AttemptThrottled(UserEvent):
+        factor: str
+        until: datetime
+
+        def apply(self, mfa: MFA) -> None:
+            pass
+
+    class CodesRegenerated(UserEvent):
+        recovery_codes: list[str]
+
+        def apply(self, mfa: MFA) -> None:
+            mfa.codes = list(self.recovery_codes)
+            mfa.used = [False] * len(self.recovery_codes)
+
+    class RequirementSet(UserEvent):
+        required: bool
+
+        def apply(self, mfa: MFA) -> None:
+            mfa.required = self.required
+
+    class ResetByAdmin(UserEvent):
+        def apply(self, mfa: MFA) -> None:
+            mfa._forget_factor()
+
+    class TwoFactorDisabled(UserEvent):
+        def apply(self, mfa: MFA) -> None:
+            mfa._forget_factor()

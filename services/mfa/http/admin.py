@@ -1,0 +1,136 @@
+"""Settings > Users: the users grid (F8), creating and editing users (F5), reset (F7).
+
+An admin sees and changes only users of their own organization: anyone else's id answers 404,
+as if it did not exist (F11).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+from uuid import UUID
+
+import orjson
+from aiohttp import web
+
+from services.mfa.application import actor
+from services.mfa.domain.account import Account
+from services.mfa.http.auth import require_admin
+from services.mfa.http.context import SERVICE
+from services.mfa.http.errors import forbidden, not_found, validation_error
+from services.mfa.http.responses import json_response
+from services.mfa.http.schemas import NewUserBody, UserChangeBody, read_json
+from services.mfa.projections import users_grid
+
+_BOOLEANS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+
+
+def _user_id(request: web.Request) -> UUID:
+    try:
+        return UUID(request.match_info["user_id"])
+    except ValueError:
+        raise not_found("no such user") from None
+
+
+def _encode_cursor(row: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps([row["email"], row["user_id"]])).decode()
+
+
+def _decode_cursor(cursor: str) -> tuple[str, str]:
+    try:
+        email, user_id = orjson.loads(base64.urlsafe_b64decode(cursor.encode()))
+        if not isinstance(email, str) or not isinstance(user_id, str):
+            raise ValueError
+    except (ValueError, TypeError, binascii.Error, orjson.JSONDecodeError):
+        raise validation_error("cursor: not a cursor returned by this API") from None
+    return email, user_id
+
+
+def parse_limit(raw: str | None) -> int:
+    if raw is None or raw == "":
+        return 50
+    if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= 1000:
+        raise validation_error("limit: an integer from 1 to 1000")
+    return int(raw)
+
+
+def _grid_query(request: web.Request, org_id: UUID) -> users_grid.GridQuery:
+    params = request.query
+    status = params.get("status") or None
+    if status not in (None, "on", "off"):
+        raise validation_error("status: 'on' or 'off'")
+    required_raw = (params.get("required") or "").lower()
+    if required_raw and required_raw not in _BOOLEANS:
+        raise validation_error("required: 'true' or 'false'")
+    q = params.get("q") or None
+    if q is not None and len(q) > 200:
+        raise validation_error("q: at most 200 characters")
+    cursor = params.get("cursor") or None
+    return users_grid.GridQuery(
+        org_id=org_id, status=status,
+        required=_BOOLEANS[required_raw] if required_raw else None, q=q,
+        after=_decode_cursor(cursor) if cursor else None, limit=parse_limit(params.get("limit")),
+    )
+
+
+async def list_users(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    _, admin = await require_admin(request)
+    users, more = await users_grid.page(service.db, _grid_query(request, admin.org_id))
+    return json_response({"users": users,
+                          "next_cursor": _encode_cursor(users[-1]) if more else None})
+
+
+async def _user_view(request: web.Request, admin: Account, user_id: UUID) -> dict[str, Any]:
+    row = await users_grid.read(request.app[SERVICE].db, admin.org_id, user_id)
+    if row is None:
+        raise not_found("no such user")
+    return row
+
+
+async def create_user(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    _, admin = await require_admin(request)
+    body = NewUserBody.model_validate(await read_json(request))
+    written = await service.command(
+        service.app.create_user, admin.org_id, body.email, body.name, body.role, body.password,
+        body.two_factor_required, actor("admin", admin.id))
+    return json_response(await _user_view(request, admin, written.value), status=201)
+
+
+async def get_user(request: web.Request) -> web.Response:
+    _, admin = await require_admin(request)
+    return json_response(await _user_view(request, admin, _user_id(request)))
+
+
+async def change_user(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    _, admin = await require_admin(request)
+    user_id = _user_id(request)
+    body = UserChangeBody.model_validate(await read_json(request))
+    if user_id == admin.id and body.role not in (None, "admin"):
+        raise forbidden("you cannot remove your own admin role")
+    await service.command(service.app.update_user, admin.org_id, user_id,
+                          body.name, body.role, body.two_factor_required,
+                          actor("admin", admin.id), user_id=user_id)
+    return json_response(await _user_view(request, admin, user_id))
+
+
+async def reset_two_factor(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    _, admin = await require_admin(request)
+    user_id = _user_id(request)
+    await service.command(service.app.reset_two_factor, admin.org_id, user_id,
+                          actor("admin", admin.id), user_id=user_id)
+    return json_response(await _user_view(request, admin, user_id))
+
+
+def routes() -> list[web.RouteDef]:
+    return [
+        web.get("/api/admin/users", list_users),
+        web.post("/api/admin/users", create_user),
+        web.get("/api/admin/users/{user_id}", get_user),
+        web.patch("/api/admin/users/{user_id}", change_user),
+        web.post("/api/admin/users/{user_id}/2fa/reset", reset_two_factor),
+    ]

@@ -1,0 +1,93 @@
+"""Request bodies, validated with pydantic: strict types, clear messages, size bounds."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+import orjson
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+from services.mfa.http.errors import validation_error
+
+Email = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=254)]
+Password = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+NewPassword = Annotated[str, StringConstraints(min_length=8, max_length=1024)]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Role = Literal["client", "admin"]
+
+# Enough to catch typos; the label of the otpauth URI may not contain a colon (key-uri format).
+_EMAIL = re.compile(r"^[^@\s:/]+@[^@\s:/]+\.[^@\s:/]+$")
+_SEPARATORS = re.compile(r"[\s-]")
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+
+class LoginBody(Body):
+    email: Email
+    password: Password
+
+
+class CodeBody(Body):
+    code: Annotated[str, StringConstraints(max_length=32)]
+
+    @field_validator("code")
+    @classmethod
+    def digits(cls, code: str) -> str:
+        code = _SEPARATORS.sub("", code)
+        if not code.isascii() or not code.isdigit() or len(code) not in (6, 8):
+            raise ValueError("a code is 6 digits (authenticator app) or 8 (recovery code)")
+        return code
+
+
+class PasswordBody(Body):
+    password: Password
+
+
+class NewUserBody(Body):
+    email: Email
+    name: Name
+    role: Role = "client"
+    password: NewPassword
+    two_factor_required: bool = False
+
+    @field_validator("email")
+    @classmethod
+    def email_shape(cls, email: str) -> str:
+        if not _EMAIL.match(email):
+            raise ValueError("not an email address")
+        return email.lower()
+
+
+class UserChangeBody(Body):
+    name: Name | None = None
+    role: Role | None = None
+    two_factor_required: bool | None = None
+
+
+class EmptyBody(Body):
+    pass
+
+
+async def read_json(request: web.Request) -> dict[str, Any]:
+    """The body as a JSON object; an empty body counts as `{}`."""
+    raw = await request.read()
+    if not raw.strip():
+        return {}
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise validation_error("malformed JSON body") from None
+    if not isinstance(data, dict):
+        raise validation_error("the body must be a JSON object")
+    return data
+
+
+def as_code(value: str) -> str:
+    return CodeBody(code=value).code
+
+
+Limit = Annotated[int, Field(ge=1, le=1000)]

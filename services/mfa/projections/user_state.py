@@ -1,0 +1,93 @@
+"""Per-user 2FA state: what `GET /api/me` and the enforcement banner read."""
+
+from __future__ import annotations
+
+from functools import singledispatchmethod
+from typing import Any
+
+from uuid import UUID
+
+from services.mfa.adapters.database import Database, Statement
+from services.mfa.domain.mfa import MFA
+
+
+class UserStateProjection:
+    name = "user_state"
+    tables = ("mfa_user_state",)
+    schema = [
+        """CREATE TABLE IF NOT EXISTS mfa_user_state (
+            user_id text PRIMARY KEY,
+            org_id text NOT NULL,
+            status text NOT NULL,
+            required boolean NOT NULL,
+            recovery_codes_left integer NOT NULL,
+            locked_until double precision
+        )""",
+    ]
+
+    @singledispatchmethod
+    def statements(self, event: Any) -> list[Statement]:
+        return []
+
+    @statements.register
+    def _(self, e: MFA.MfaCreated) -> list[Statement]:
+        return [("INSERT INTO mfa_user_state (user_id, org_id, status, required,"
+                 " recovery_codes_left, locked_until) VALUES (?, ?, 'off', ?, 0, NULL)"
+                 " ON CONFLICT (user_id) DO UPDATE SET org_id = excluded.org_id,"
+                 " status = 'off', required = excluded.required, recovery_codes_left = 0,"
+                 " locked_until = NULL",
+                 (str(e.user_id), str(e.org_id), e.required))]
+
+    @statements.register
+    def _(self, e: MFA.TotpConfirmed) -> list[Statement]:
+        return [_set(e, "status = 'on', recovery_codes_left = ?", len(e.recovery_codes))]
+
+    @statements.register
+    def _(self, e: MFA.CodesRegenerated) -> list[Statement]:
+        return [_set(e, "recovery_codes_left = ?", len(e.recovery_codes))]
+
+    @statements.register
+    def _(self, e: MFA.RecoveryCodeConsumed) -> list[Statement]:
+        return [_set(e, "recovery_codes_left = ?, locked_until = NULL", e.remaining)]
+
+    @statements.register
+    def _(self, e: MFA.TotpAccepted) -> list[Statement]:
+        return [_set(e, "locked_until = NULL")]
+
+    @statements.register
+    def _(self, e: MFA.PasswordAccepted) -> list[Statement]:
+        return [_set(e, "locked_until = NULL")] if e.completes_login else []
+
+    @statements.register
+    def _(self, e: MFA.SecondFactorRejected) -> list[Statement]:
+        until = e.locked_until.timestamp() if e.locked_until else None
+        return [_set(e, "locked_until = ?", until)]
+
+    @statements.register
+    def _(self, e: MFA.RequirementSet) -> list[Statement]:
+        return [_set(e, "required = ?", e.required)]
+
+    @statements.register(MFA.ResetByAdmin)
+    @statements.register(MFA.TwoFactorDisabled)
+    def _(self, e: MFA.Event) -> list[Statement]:
+        return [_set(e, "status = 'off', recovery_codes_left = 0")]
+
+
+def _set(event: Any, assignments: str, *values: Any) -> Statement:
+    return (f"UPDATE mfa_user_state SET {assignments} WHERE user_id = ?",  # noqa: S608
+            (*values, str(event.user_id)))
+
+
+async def read(db: Database, user_id: UUID) -> dict[str, Any] | None:
+    row = await db.fetchrow(
+        "SELECT status, required, recovery_codes_left, locked_until FROM mfa_user_state"
+        " WHERE user_id = ?", str(user_id))
+    if row is None:
+        return None
+    required = bool(row["required"])
+    return {
+        "status": row["status"],
+        "required": required,
+        "recovery_codes_left": int(row["recovery_codes_left"]),
+        "banner": required and row["status"] == "off",
+    }
