@@ -126,7 +126,7 @@ class MfaApplication(Application[UUID]):
 
     def organization(self, org_id: UUID) -> Organization:
         try:
-            org = self.repository.get(org_id)
+            org: Aggregate = self.repository.get(org_id)
         except AggregateNotFoundError:
             raise AccountNotFound() from None
         if not isinstance(org, Organization):
@@ -135,7 +135,7 @@ class MfaApplication(Application[UUID]):
 
     def account(self, user_id: UUID) -> Account:
         try:
-            account = self.repository.get(user_id)
+            account: Aggregate = self.repository.get(user_id)
         except AggregateNotFoundError:
             raise AccountNotFound() from None
         if not isinstance(account, Account):
@@ -143,13 +143,13 @@ class MfaApplication(Application[UUID]):
         return account
 
     def mfa(self, user_id: UUID) -> MFA:
-        mfa = self.repository.get(mfa_id(user_id))
+        mfa: Aggregate = self.repository.get(mfa_id(user_id))
         assert isinstance(mfa, MFA)
         return mfa
 
     def user_id_for(self, email: str) -> UUID:
         try:
-            index = self.repository.get(EmailIndex.id_for(email))
+            index: Aggregate = self.repository.get(EmailIndex.id_for(email))
         except AggregateNotFoundError:
             raise AccountNotFound() from None
         assert isinstance(index, EmailIndex)
@@ -264,7 +264,7 @@ class MfaApplication(Application[UUID]):
 
     def _update(self, aggregate_id: UUID, command: Callable[[Any], T]) -> Written:
         for _ in range(MAX_ATTEMPTS):
-            aggregate = self.repository.get(aggregate_id)
+            aggregate: Any = self.repository.get(aggregate_id)
             try:
                 value = command(aggregate)
             except DomainError:
@@ -291,7 +291,7 @@ class MfaApplication(Application[UUID]):
         raise ConcurrentUpdate()
 
     def _try_save(self, *aggregates: Aggregate) -> int | None:
-        """The position of the last event saved (0 if nothing to save); None if the race was lost."""
+        """Position of the last event saved (0: nothing to save); None if the race was lost."""
         try:
             recordings = self.save(*aggregates)
         except IntegrityError:

@@ -20,7 +20,7 @@ from services.mfa.application import MfaApplication, Written
 from services.mfa.config import Settings
 from services.mfa.domain.clock import Clock, SystemClock
 from services.mfa.domain.lockout import LockoutPolicy
-from services.mfa.projections.runner import ProjectionRunner, create_tables
+from services.mfa.projections.runner import Projection, ProjectionRunner, create_tables
 from services.mfa.projections.user_state import UserStateProjection
 from services.mfa.projections.users_grid import UsersGridProjection
 
@@ -105,8 +105,8 @@ async def build_service(settings: Settings, *, clock: Clock | None = None,
             password=location.password, dbname=location.dbname, schema=location.schema)
     for sql in SESSION_SCHEMA:
         await db.execute(sql)
-    projections = [UserStateProjection(), UsersGridProjection()]
-    await create_tables(db, list(projections))
+    projections: list[Projection] = [UserStateProjection(), UsersGridProjection()]
+    await create_tables(db, projections)
     runners = [ProjectionRunner(app, db, projection) for projection in projections]
     for runner in runners:
         await runner.load_position()

@@ -20,7 +20,7 @@ from services.mfa.http.auth import require_admin
 from services.mfa.http.context import SERVICE
 from services.mfa.http.errors import forbidden, not_found, validation_error
 from services.mfa.http.responses import json_response
-from services.mfa.http.schemas import NewUserBody, UserChangeBody, read_json
+from services.mfa.http.schemas import NewUserBody, UserChangeBody, printable, read_json
 from services.mfa.projections import users_grid
 
 _BOOLEANS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
@@ -42,6 +42,8 @@ def _decode_cursor(cursor: str) -> tuple[str, str]:
         email, user_id = orjson.loads(base64.urlsafe_b64decode(cursor.encode()))
         if not isinstance(email, str) or not isinstance(user_id, str):
             raise ValueError
+        printable(email)
+        UUID(user_id)
     except (ValueError, TypeError, binascii.Error, orjson.JSONDecodeError):
         raise validation_error("cursor: not a cursor returned by this API") from None
     return email, user_id
@@ -64,8 +66,8 @@ def _grid_query(request: web.Request, org_id: UUID) -> users_grid.GridQuery:
     if required_raw and required_raw not in _BOOLEANS:
         raise validation_error("required: 'true' or 'false'")
     q = params.get("q") or None
-    if q is not None and len(q) > 200:
-        raise validation_error("q: at most 200 characters")
+    if q is not None and (len(q) > 200 or not q.isprintable()):
+        raise validation_error("q: at most 200 printable characters")
     cursor = params.get("cursor") or None
     return users_grid.GridQuery(
         org_id=org_id, status=status,

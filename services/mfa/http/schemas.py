@@ -3,18 +3,36 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Annotated, Any, Literal
 
 import orjson
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    StringConstraints,
+    field_validator,
+)
 
 from services.mfa.http.errors import validation_error
 
-Email = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=254)]
+
+def printable(text: str) -> str:
+    """Control characters (NUL above all) have no place in names or emails, and PostgreSQL
+    text cannot even store NUL: refuse them here, before they reach the store or a view."""
+    if any(unicodedata.category(ch) == "Cc" for ch in text):
+        raise ValueError("control characters are not allowed")
+    return text
+
+
+Email = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=254),
+                  AfterValidator(printable)]
 Password = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
 NewPassword = Annotated[str, StringConstraints(min_length=8, max_length=1024)]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+                 AfterValidator(printable)]
 Role = Literal["client", "admin"]
 
 # Enough to catch typos; the label of the otpauth URI may not contain a colon (key-uri format).
@@ -89,5 +107,3 @@ async def read_json(request: web.Request) -> dict[str, Any]:
 def as_code(value: str) -> str:
     return CodeBody(code=value).code
 
-
-Limit = Annotated[int, Field(ge=1, le=1000)]

@@ -117,17 +117,14 @@ class ProjectionRunner:
             except TimeoutError:
                 pass
 
-    async def wait_for(self, position: int, timeout: float = 5.0) -> bool:
+    async def wait_for(self, position: int, within_seconds: float = 5.0) -> bool:
         """Until this projection has applied `position` (read-your-writes for the API)."""
-        async def reached() -> None:
-            async with self._advanced:
-                await self._advanced.wait_for(lambda: self.position >= position)
-
         if self.position >= position:
             return True
         self.kick()
         try:
-            await asyncio.wait_for(reached(), timeout)
+            async with asyncio.timeout(within_seconds), self._advanced:
+                await self._advanced.wait_for(lambda: self.position >= position)
         except TimeoutError:
             return False
         return True

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from functools import singledispatchmethod
 from typing import Any
-
 from uuid import UUID
 
 from services.mfa.adapters.database import Database, Statement
@@ -13,7 +12,7 @@ from services.mfa.domain.mfa import MFA
 
 class UserStateProjection:
     name = "user_state"
-    tables = ("mfa_user_state",)
+    tables: tuple[str, ...] = ("mfa_user_state",)
     schema = [
         """CREATE TABLE IF NOT EXISTS mfa_user_state (
             user_id text PRIMARY KEY,

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import singledispatchmethod
 from typing import Any
-
 from uuid import UUID
 
 from services.mfa.adapters.database import Database, Statement
@@ -15,7 +14,7 @@ from services.mfa.domain.mfa import MFA
 
 class UsersGridProjection:
     name = "users_grid"
-    tables = ("mfa_users_grid",)
+    tables: tuple[str, ...] = ("mfa_users_grid",)
     schema = [
         """CREATE TABLE IF NOT EXISTS mfa_users_grid (
             user_id text PRIMARY KEY,
