@@ -121,11 +121,25 @@ async def close_service(service: Service) -> None:
     service.executor.shutdown(wait=False, cancel_futures=True)
 
 
+SESSION_PURGE_SECONDS = 3600
+
+
+async def purge_sessions(service: Service) -> None:
+    """Expired sessions are refused anyway; this only keeps the table small."""
+    while True:
+        try:
+            await service.sessions.purge_expired(service.clock.now())
+        except Exception:
+            log.exception("purging expired sessions failed; next try in an hour")
+        await asyncio.sleep(SESSION_PURGE_SECONDS)
+
+
 @contextlib.asynccontextmanager
 async def running_projections(service: Service) -> AsyncIterator[None]:
-    """The projectors of `mfa serve`: in the same process, woken by every command."""
+    """The background work of `mfa serve`: projectors woken by every command, session purge."""
     tasks = [asyncio.create_task(runner.run(), name=f"projection-{runner.projection.name}")
              for runner in service.projections]
+    tasks.append(asyncio.create_task(purge_sessions(service), name="session-purge"))
     try:
         yield
     finally:
