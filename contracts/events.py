@@ -1,0 +1,74 @@
+"""The published 2FA event contract, imported by the MFA service (producer, audit) and the
+notifier (consumer). The JSON Schema in `contracts/schemas/event.schema.json` and the AsyncAPI
+document `contracts/asyncapi.yaml` describe the same messages.
+
+A public event never carries a TOTP secret, a recovery code, a password or its hash: `data`
+holds only the fields listed in PUBLIC_DATA for its type, nothing else is ever copied.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal, TypedDict
+
+SCHEMA_VERSION = 1
+DEFAULT_EXCHANGE = "mfa.events"
+
+# Every event type with the `data` fields it publishes.
+PUBLIC_DATA: dict[str, tuple[str, ...]] = {
+    "OrganizationCreated": ("name",),
+    "AccountCreated": ("email", "name", "role"),
+    "ProfileChanged": ("name", "role"),
+    "MfaCreated": ("required",),
+    "EnrollmentStarted": ("expires_at",),
+    "TotpConfirmed": ("recovery_codes_issued",),
+    "TotpAccepted": (),
+    "RecoveryCodeConsumed": ("remaining",),
+    "CodesRegenerated": ("recovery_codes_issued",),
+    "SecondFactorRejected": ("factor", "failures", "locked_until"),
+    "PasswordRejected": ("factor", "failures", "locked_until"),
+    "PasswordAccepted": ("purpose",),
+    "AttemptThrottled": ("factor", "until"),
+    "RequirementSet": ("required",),
+    "ResetByAdmin": (),
+    "TwoFactorDisabled": (),
+}
+EVENT_TYPES = tuple(PUBLIC_DATA)
+
+# The events after which the user's open pages get a security notice (NIST SP 800-63B asks that
+# the subscriber be told of changes to their authenticators), and the platform mailer an email.
+SECURITY_NOTICES = {
+    "ResetByAdmin": "Your two-factor authentication was reset.",
+    "TwoFactorDisabled": "Two-factor authentication was disabled on your account.",
+    "CodesRegenerated": "New recovery codes were generated; the old ones no longer work.",
+    "TotpConfirmed": "Two-factor authentication was configured on your account.",
+}
+LOW_RECOVERY_CODES = 2  # RecoveryCodeConsumed with this many or fewer left also gets a notice
+
+
+class UserState(TypedDict):
+    status: Literal["on", "off"]
+    required: bool
+
+
+class PublicEvent(TypedDict):
+    id: str  # stable per stored event: consumers deduplicate on it
+    version: int
+    type: str
+    position: int
+    user_id: str | None
+    org_id: str
+    actor: str
+    occurred_at: str
+    data: dict[str, Any]
+    state: UserState | None  # the user's 2FA state right after this event
+
+
+def routing_key(event_type: str) -> str:
+    """`mfa.<event>` in snake case, e.g. `mfa.requirement_set`."""
+    return "mfa." + re.sub(r"(?<!^)(?=[A-Z])", "_", event_type).lower()
+
+
+def shows_banner(state: UserState | None) -> bool:
+    """F6: the notification bar shows while 2FA is required and not configured."""
+    return state is not None and state["required"] and state["status"] == "off"

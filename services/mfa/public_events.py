@@ -1,0 +1,68 @@
+"""Turns stored domain events into the public events of `contracts/events.py`.
+
+Used by the audit API and export (history) and by the relay (the bus). Only the allowlisted
+fields of each type leave the service; an event type missing from the allowlist is not public.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+from uuid import NAMESPACE_URL, UUID, uuid5
+
+from contracts.events import PUBLIC_DATA, SCHEMA_VERSION, PublicEvent, UserState
+
+_EVENT_ID_NAMESPACE = uuid5(NAMESPACE_URL, "urn:mfa-service:event")
+
+
+def event_id(originator_id: UUID, originator_version: int) -> str:
+    """A stored event's stable id: the same on every read and every redelivery."""
+    return str(uuid5(_EVENT_ID_NAMESPACE, f"{originator_id}:{originator_version}"))
+
+
+def event_type(event: Any) -> str:
+    return type(event).__name__
+
+
+def is_public(event: Any) -> bool:
+    return event_type(event) in PUBLIC_DATA
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return iso(value)
+    if isinstance(value, UUID):
+        return str(value)
+    return value
+
+
+def iso(when: datetime) -> str:
+    return when.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def public_data(event: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {}
+    for name in PUBLIC_DATA[event_type(event)]:
+        if name == "recovery_codes_issued":
+            data[name] = len(event.recovery_codes)  # how many, never which
+        else:
+            data[name] = _json_value(getattr(event, name))
+    return data
+
+
+def to_public(event: Any, position: int, state: UserState | None) -> PublicEvent:
+    kind = event_type(event)
+    user_id = getattr(event, "user_id", None)
+    org_id = getattr(event, "org_id", None) or event.originator_id  # an organization's own event
+    return PublicEvent(
+        id=event_id(event.originator_id, event.originator_version),
+        version=SCHEMA_VERSION,
+        type=kind,
+        position=position,
+        user_id=str(user_id) if user_id is not None else None,
+        org_id=str(org_id),
+        actor=str(event.actor),
+        occurred_at=iso(event.timestamp),
+        data=public_data(event),
+        state=state,
+    )
