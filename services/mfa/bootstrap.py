@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from uuid import UUID
 
+from contracts.bus import Bus, InProcessBus, RabbitBus
 from services.mfa.adapters.database import Database, PostgresDatabase, SqliteDatabase
 from services.mfa.adapters.event_store import StoreLocation, derive_key
 from services.mfa.adapters.passwords import Passwords
@@ -20,9 +21,11 @@ from services.mfa.application import MfaApplication, Written
 from services.mfa.config import Settings
 from services.mfa.domain.clock import Clock, SystemClock
 from services.mfa.domain.lockout import LockoutPolicy
+from services.mfa.log_follower import LogFollower, create_tracking
 from services.mfa.projections.runner import Projection, ProjectionRunner, create_tables
 from services.mfa.projections.user_state import UserStateProjection
 from services.mfa.projections.users_grid import UsersGridProjection
+from services.mfa.relay import Relay
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -38,6 +41,8 @@ class Service:
     db: Database
     sessions: SessionStore
     projections: list[ProjectionRunner]
+    relay: Relay
+    bus: Bus
     executor: ThreadPoolExecutor
     clock: Clock
     _user_locks: dict[UUID, asyncio.Lock] = field(default_factory=dict)
@@ -61,14 +66,18 @@ class Service:
             else:
                 written = await self.call(fn, *args)
         finally:
-            for runner in self.projections:
-                runner.kick()
+            for follower in self.followers:
+                follower.kick()
         await self.settle(written.position)
         return written
 
     async def settle(self, position: int) -> None:
         if position:
             await asyncio.gather(*(runner.wait_for(position) for runner in self.projections))
+
+    @property
+    def followers(self) -> list[LogFollower]:
+        return [*self.projections, self.relay]
 
     def _lock_for(self, user_id: UUID) -> asyncio.Lock:
         lock = self._user_locks.get(user_id)
@@ -84,8 +93,15 @@ class Service:
         return self.app.lockout
 
 
+async def connect_bus(settings: Settings) -> Bus:
+    """RabbitMQ when MFA_AMQP_URL is set, else the in-process bus of the embedded deployment."""
+    if settings.amqp_url:
+        return await RabbitBus(settings.amqp_url, settings.amqp_exchange).connect()
+    return InProcessBus()
+
+
 async def build_service(settings: Settings, *, clock: Clock | None = None,
-                        passwords: Passwords | None = None) -> Service:
+                        passwords: Passwords | None = None, bus: Bus | None = None) -> Service:
     clock = clock or SystemClock()
     location = StoreLocation.parse(settings.database_url)
     executor = ThreadPoolExecutor(EXECUTOR_THREADS, thread_name_prefix="mfa-store")
@@ -107,15 +123,19 @@ async def build_service(settings: Settings, *, clock: Clock | None = None,
         await db.execute(sql)
     projections: list[Projection] = [UserStateProjection(), UsersGridProjection()]
     await create_tables(db, projections)
+    await create_tracking(db, [Relay.name])
     runners = [ProjectionRunner(app, db, projection) for projection in projections]
-    for runner in runners:
-        await runner.load_position()
+    bus = bus or await connect_bus(settings)
+    relay = Relay(app, db, bus)
+    for follower in [*runners, relay]:
+        await follower.load_position()
     sessions = SessionStore(db, derive_key(settings.secret_key, "sessions"),
                             settings.session_max_age_seconds)
-    return Service(settings, app, db, sessions, runners, executor, clock)
+    return Service(settings, app, db, sessions, runners, relay, bus, executor, clock)
 
 
 async def close_service(service: Service) -> None:
+    await service.bus.close()
     await service.db.close()
     await service.call(service.app.close)
     service.executor.shutdown(wait=False, cancel_futures=True)
@@ -135,11 +155,16 @@ async def purge_sessions(service: Service) -> None:
 
 
 @contextlib.asynccontextmanager
-async def running_projections(service: Service) -> AsyncIterator[None]:
-    """The background work of `mfa serve`: projectors woken by every command, session purge."""
-    tasks = [asyncio.create_task(runner.run(), name=f"projection-{runner.projection.name}")
-             for runner in service.projections]
-    tasks.append(asyncio.create_task(purge_sessions(service), name="session-purge"))
+async def running(service: Service, *, projections: bool = False, relay: bool = False,
+                  sessions: bool = False) -> AsyncIterator[None]:
+    """Background work in this process: projectors and relay (woken by every command here, and
+    polling for other processes' events), and the purge of expired sessions."""
+    followers: list[LogFollower] = [*service.projections] if projections else []
+    if relay:
+        followers.append(service.relay)
+    tasks = [asyncio.create_task(f.run(), name=f"follow-{f.name}") for f in followers]
+    if sessions:
+        tasks.append(asyncio.create_task(purge_sessions(service), name="session-purge"))
     try:
         yield
     finally:

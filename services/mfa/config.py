@@ -34,6 +34,9 @@ class Settings:
     notifier_port: int = 8081
     database_url: str = "sqlite:///var/mfa.db"
     amqp_url: str = ""
+    amqp_exchange: str = "mfa.events"
+    api_url: str = "http://127.0.0.1:8080"
+    allowed_origins: tuple[str, ...] = ()
     secret_key: str = field(default="", repr=False)
     issuer: str = "MFA Service"
     setup_window_seconds: int = 600
@@ -64,6 +67,10 @@ class Settings:
             notifier_port=_int(env, "MFA_NOTIFIER_PORT", cls.notifier_port),
             database_url=database_url,
             amqp_url=env.get("MFA_AMQP_URL", "").strip(),
+            amqp_exchange=env.get("MFA_AMQP_EXCHANGE", "").strip() or cls.amqp_exchange,
+            api_url=(env.get("MFA_API_URL", "").strip() or cls.api_url).rstrip("/"),
+            allowed_origins=tuple(o.strip().rstrip("/") for o in
+                                  env.get("MFA_ALLOWED_ORIGINS", "").split(",") if o.strip()),
             secret_key=env.get("MFA_SECRET_KEY", "").strip(),
             issuer=env.get("MFA_ISSUER", "").strip() or cls.issuer,
             setup_window_seconds=_int(env, "MFA_SETUP_WINDOW_SECONDS", cls.setup_window_seconds),

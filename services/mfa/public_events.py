@@ -66,3 +66,19 @@ def to_public(event: Any, position: int, state: UserState | None) -> PublicEvent
         data=public_data(event),
         state=state,
     )
+
+
+def next_state(state: UserState | None, event: Any) -> UserState | None:
+    """The user's 2FA state after `event`, from the state before it."""
+    kind = event_type(event)
+    if kind == "MfaCreated":
+        return UserState(status="off", required=bool(event.required))
+    if state is None:
+        return None
+    if kind == "TotpConfirmed":
+        return UserState(status="on", required=state["required"])
+    if kind in ("ResetByAdmin", "TwoFactorDisabled"):
+        return UserState(status="off", required=state["required"])
+    if kind == "RequirementSet":
+        return UserState(status=state["status"], required=bool(event.required))
+    return state

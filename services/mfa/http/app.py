@@ -8,21 +8,30 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from contracts.bus import Bus
 from services.mfa.adapters.passwords import Passwords
-from services.mfa.bootstrap import build_service, close_service, running_projections
+from services.mfa.bootstrap import build_service, close_service, running
 from services.mfa.config import Settings
 from services.mfa.domain.clock import Clock
 from services.mfa.http import admin, health, login, security
 from services.mfa.http.context import SERVICE
 from services.mfa.http.errors import error_middleware
+from services.mfa.http.live import session_authenticator
 from services.mfa.http.middleware import csrf_middleware, security_headers_middleware
+from services.notifier.live_sessions import LiveSessions
+from services.notifier.notices import Notifier
+from services.notifier.websocket import Viewer, websocket_handler
 
 MAX_BODY_BYTES = 64 * 1024
+LIVE = web.AppKey("live", LiveSessions)
+NOTIFIER = web.AppKey("notifier", Notifier)
 
 
 def create_app(settings: Settings, *, clock: Clock | None = None,
-               passwords: Passwords | None = None, run_projections: bool = True,
-               ) -> web.Application:
+               passwords: Passwords | None = None, bus: Bus | None = None,
+               embedded: bool = True) -> web.Application:
+    """The API. `embedded` (`mfa serve`) also runs the projections, the relay and the notifier
+    in this process, with `/ws` on the same port; `mfa api` runs the API alone."""
     app = web.Application(
         client_max_size=MAX_BODY_BYTES,
         middlewares=[security_headers_middleware, health.count_requests, error_middleware,
@@ -31,19 +40,33 @@ def create_app(settings: Settings, *, clock: Clock | None = None,
     app[health.REQUESTS] = Counter()
     app[health.STARTED] = time.monotonic()
 
+    live = LiveSessions()
+    app[LIVE] = live
+
+    async def authenticate(token: str) -> Viewer | None:
+        return await session_authenticator(app[SERVICE])(token)
+
     async def service_ctx(app: web.Application) -> AsyncIterator[None]:
-        service = await build_service(settings, clock=clock, passwords=passwords)
+        service = await build_service(settings, clock=clock, passwords=passwords, bus=bus)
         app[SERVICE] = service
         try:
-            if run_projections:
-                async with running_projections(service):
+            if embedded:
+                notifier = Notifier(live)
+                app[NOTIFIER] = notifier
+                await service.bus.subscribe(notifier.handle)
+                async with running(service, projections=True, relay=True, sessions=True):
                     yield
+                await live.close_all()
             else:
-                yield
+                async with running(service, sessions=True):
+                    yield
         finally:
             await close_service(service)
 
     app.cleanup_ctx.append(service_ctx)
     for area in (login, security, admin, health):
         app.add_routes(area.routes())
+    if embedded:
+        app.router.add_get("/ws", websocket_handler(live, authenticate,
+                                                    settings.allowed_origins))
     return app

@@ -1,0 +1,150 @@
+"""The bus both services use: publish public events, subscribe to them.
+
+`InProcessBus` serves the embedded deployment (one process, no broker). `RabbitBus` is the
+platform's: one durable topic exchange, routing keys `mfa.<event>`, persistent JSON messages with
+the event id as message id, publisher confirms; each subscriber gets its own exclusive queue bound
+to `mfa.#`, so every instance sees every event, and acknowledges a message only after handling it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol, cast
+
+import aio_pika
+import orjson
+from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
+
+from contracts.events import DEFAULT_EXCHANGE, SCHEMA_VERSION, PublicEvent, routing_key
+
+log = logging.getLogger(__name__)
+Handler = Callable[[PublicEvent], Awaitable[None]]
+
+
+class Bus(Protocol):
+    async def publish(self, events: Sequence[PublicEvent]) -> None:
+        """Returns once every event is safely with the bus (confirmed by the broker)."""
+        ...
+
+    async def subscribe(self, handler: Handler) -> None: ...
+
+    async def ping(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class InProcessBus:
+    def __init__(self) -> None:
+        self._handlers: list[Handler] = []
+
+    async def publish(self, events: Sequence[PublicEvent]) -> None:
+        for event in events:
+            for handler in self._handlers:
+                try:
+                    await handler(event)
+                except Exception:  # one subscriber's fault is not the publisher's
+                    log.exception("in-process subscriber failed on %s", event["type"])
+
+    async def subscribe(self, handler: Handler) -> None:
+        self._handlers.append(handler)
+
+    async def ping(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        self._handlers.clear()
+
+
+def encode(event: PublicEvent) -> aio_pika.Message:
+    return aio_pika.Message(
+        body=orjson.dumps(event),
+        content_type="application/json",
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        message_id=event["id"],
+        type=event["type"],
+        headers={"schema_version": SCHEMA_VERSION},
+    )
+
+
+def decode(body: bytes) -> PublicEvent:
+    event: Any = orjson.loads(body)
+    if not isinstance(event, dict) or "id" not in event or "type" not in event:
+        raise ValueError("not an MFA event")
+    return cast("PublicEvent", event)
+
+
+class RabbitBus:
+    def __init__(self, url: str, exchange: str = DEFAULT_EXCHANGE,
+                 publish_timeout: float = 10.0, prefetch: int = 100) -> None:
+        self.url = url
+        self.exchange_name = exchange
+        self.publish_timeout = publish_timeout
+        self.prefetch = prefetch
+        self._connection: AbstractRobustConnection | None = None
+        self._exchange: aio_pika.abc.AbstractExchange | None = None
+
+    async def connect(self) -> RabbitBus:
+        # connect_robust reconnects by itself and re-declares exchanges, queues and consumers.
+        self._connection = await aio_pika.connect_robust(self.url)
+        channel = await self._connection.channel(publisher_confirms=True)
+        self._exchange = await self._declare(channel)
+        return self
+
+    async def _declare(self, channel: aio_pika.abc.AbstractChannel,
+                       ) -> aio_pika.abc.AbstractExchange:
+        return await channel.declare_exchange(self.exchange_name, aio_pika.ExchangeType.TOPIC,
+                                              durable=True)
+
+    async def publish(self, events: Sequence[PublicEvent]) -> None:
+        """Each user's events are published one after another (the broker keeps their order);
+        different users' go out concurrently. Raises if any is not confirmed."""
+        assert self._exchange is not None, "connect() first"
+        exchange = self._exchange
+        by_user: dict[str | None, list[PublicEvent]] = defaultdict(list)
+        for event in events:
+            by_user[event["user_id"]].append(event)
+
+        async def in_order(chain: list[PublicEvent]) -> None:
+            for event in chain:
+                await exchange.publish(encode(event), routing_key(event["type"]),
+                                       mandatory=False, timeout=self.publish_timeout)
+
+        await asyncio.gather(*(in_order(chain) for chain in by_user.values()))
+
+    async def subscribe(self, handler: Handler) -> None:
+        assert self._connection is not None, "connect() first"
+        channel = await self._connection.channel()
+        await channel.set_qos(prefetch_count=self.prefetch)
+        exchange = await self._declare(channel)
+        queue = await channel.declare_queue("", exclusive=True, auto_delete=True)
+        await queue.bind(exchange, routing_key="mfa.#")
+
+        async def on_message(message: AbstractIncomingMessage) -> None:
+            try:
+                event = decode(message.body)
+            except (ValueError, orjson.JSONDecodeError):
+                log.warning("dropping a message that is not an MFA event")
+                await message.reject(requeue=False)
+                return
+            try:
+                await handler(event)
+            except Exception:
+                # One more try on redelivery; a message that fails twice is dropped, so a
+                # poison message cannot stall the queue.
+                log.exception("handling %s failed", event["type"])
+                await message.nack(requeue=not message.redelivered)
+                return
+            await message.ack()
+
+        await queue.consume(on_message)
+
+    async def ping(self) -> None:
+        if self._connection is None or self._connection.is_closed:
+            raise ConnectionError("not connected to RabbitMQ")
+
+    async def close(self) -> None:
+        if self._connection is not None:
+            await self._connection.close()

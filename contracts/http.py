@@ -1,0 +1,3 @@
+"""HTTP facts both services rely on."""
+
+SESSION_COOKIE = "mfa_session"

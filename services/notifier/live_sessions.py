@@ -1,0 +1,54 @@
+"""The open WebSockets of this notifier instance, by user."""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+log = logging.getLogger(__name__)
+
+
+class LiveSessions:
+    def __init__(self) -> None:
+        self._sockets: defaultdict[str, set[web.WebSocketResponse]] = defaultdict(set)
+
+    def add(self, user_id: str, socket: web.WebSocketResponse) -> None:
+        self._sockets[user_id].add(socket)
+
+    def remove(self, user_id: str, socket: web.WebSocketResponse) -> None:
+        sockets = self._sockets.get(user_id)
+        if sockets is not None:
+            sockets.discard(socket)
+            if not sockets:
+                del self._sockets[user_id]
+
+    def count(self) -> int:
+        return sum(len(sockets) for sockets in self._sockets.values())
+
+    def has(self, user_id: str) -> bool:
+        return user_id in self._sockets
+
+    async def send(self, user_id: str, message: dict[str, Any]) -> int:
+        """Sends to every open page of the user; returns to how many."""
+        data = orjson.dumps(message).decode()
+        sent = 0
+        for socket in list(self._sockets.get(user_id, ())):
+            if socket.closed:
+                self.remove(user_id, socket)
+                continue
+            try:
+                await socket.send_str(data)
+                sent += 1
+            except (ConnectionResetError, RuntimeError):
+                self.remove(user_id, socket)
+        return sent
+
+    async def close_all(self) -> None:
+        for user_id, sockets in list(self._sockets.items()):
+            for socket in list(sockets):
+                await socket.close(code=1001, message=b"notifier shutting down")
+            self._sockets.pop(user_id, None)

@@ -1,0 +1,62 @@
+"""`GET /ws`: the live channel of a logged-in page, authenticated by the session cookie."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Collection
+from dataclasses import dataclass
+
+import orjson
+from aiohttp import WSMsgType, web
+
+from contracts.http import SESSION_COOKIE
+from services.notifier.live_sessions import LiveSessions
+from services.notifier.notices import banner_message
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """Who opened the socket, and their 2FA state at that moment."""
+
+    user_id: str
+    status: str
+    required: bool
+
+
+Authenticate = Callable[[str], Awaitable[Viewer | None]]
+
+
+def _refuse(status: int, code: str, message: str) -> web.Response:
+    return web.Response(status=status, content_type="application/json",
+                        body=orjson.dumps({"error": {"code": code, "message": message}}))
+
+
+def websocket_handler(live: LiveSessions, authenticate: Authenticate,
+                      allowed_origins: Collection[str] = ()) -> Callable[
+                          [web.Request], Awaitable[web.StreamResponse]]:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        origin = request.headers.get("Origin")
+        own = f"{request.scheme}://{request.host}"
+        if origin is not None and origin != own and origin not in allowed_origins:
+            # Cross-site WebSocket hijacking: a page of another site cannot open it.
+            return _refuse(403, "forbidden", "cross-origin WebSocket refused")
+        token = request.cookies.get(SESSION_COOKIE)
+        viewer = await authenticate(token) if token and len(token) <= 128 else None
+        if viewer is None:
+            return _refuse(401, "unauthenticated", "log in first")
+        socket = web.WebSocketResponse(heartbeat=30)
+        await socket.prepare(request)
+        live.add(viewer.user_id, socket)
+        try:
+            await socket.send_str(orjson.dumps(
+                banner_message(viewer.status, viewer.required)).decode())
+            async for message in socket:  # the page only listens; anything it sends is ignored
+                if message.type == WSMsgType.ERROR:
+                    break
+        finally:
+            live.remove(viewer.user_id, socket)
+        return socket
+
+    return handler
