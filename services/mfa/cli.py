@@ -6,16 +6,18 @@ import argparse
 import asyncio
 import getpass
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 
 from aiohttp import web
 
 from services.mfa.application import MfaApplication, actor
-from services.mfa.bootstrap import Service, build_service, close_service
+from services.mfa.bootstrap import Service, build_service, close_service, running
 from services.mfa.config import ConfigError, Settings
 from services.mfa.domain.errors import AccountNotFound, EmailAlreadyUsed
 from services.mfa.http.app import create_app
+from services.notifier.app import create_notifier_app
 
 DEMO_ORGANIZATION = "Demo Organization"
 DEMO_LOGINS = (
@@ -65,8 +67,40 @@ async def _with_service(settings: Settings, work: str, **kwargs: str) -> int:
         await close_service(service)
 
 
-def _serve(settings: Settings) -> int:
-    app = create_app(settings)
+async def _follow(settings: Settings, *, projections: bool, relay: bool) -> int:
+    """`mfa projector` / `mfa relay`: follow the log until SIGTERM or SIGINT."""
+    service = await build_service(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    for follower in service.followers:
+        follower.idle_poll_seconds = 0.1  # other processes write: poll the log often
+    what = "projections" if projections else "relay"
+    try:
+        async with running(service, projections=projections, relay=relay):
+            print(f"mfa {what} following the event log", flush=True)
+            await stop.wait()
+    finally:
+        await close_service(service)
+    print(f"mfa {what} stopped", flush=True)
+    return 0
+
+
+def _notifier(settings: Settings) -> int:
+    if not settings.amqp_url:
+        print("mfa: mfa notifier needs MFA_AMQP_URL (under mfa serve the notifier runs in-process)",
+              file=sys.stderr)
+        return 2
+    app = create_notifier_app(amqp_url=settings.amqp_url, exchange=settings.amqp_exchange,
+                              api_url=settings.api_url, allowed_origins=settings.allowed_origins)
+    print(f"mfa notifier listening on http://{settings.host}:{settings.notifier_port}", flush=True)
+    web.run_app(app, host=settings.host, port=settings.notifier_port, print=None)
+    return 0
+
+
+def _serve(settings: Settings, *, embedded: bool = True) -> int:
+    app = create_app(settings, embedded=embedded)
 
     async def announce(app: web.Application) -> None:
         from services.mfa.http.context import SERVICE
@@ -90,6 +124,10 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mfa", description="The MFA (2FA) service.")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("serve", help="all components in one process (embedded by default)")
+    commands.add_parser("api", help="the HTTP API alone (platform deployment)")
+    commands.add_parser("projector", help="the projections alone (platform deployment)")
+    commands.add_parser("relay", help="the relay to RabbitMQ alone (platform deployment)")
+    commands.add_parser("notifier", help="the live-banner notifier alone (platform deployment)")
     org = commands.add_parser("create-org", help="create an organization and its first admin")
     org.add_argument("--name", required=True)
     org.add_argument("--admin-email", required=True)
@@ -115,6 +153,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.command == "serve":
         return _serve(settings)
+    if args.command == "api":
+        return _serve(settings, embedded=False)
+    if args.command in ("projector", "relay"):
+        return asyncio.run(_follow(settings, projections=args.command == "projector",
+                                   relay=args.command == "relay"))
+    if args.command == "notifier":
+        return _notifier(settings)
     if args.command == "create-org":
         if len(args.admin_password) < 8:
             print("mfa: --admin-password needs at least 8 characters", file=sys.stderr)

@@ -1,0 +1,79 @@
+"""`mfa notifier`: the standalone notifier of the platform deployment.
+
+It consumes the bus (its own queue, so every instance sees every event) and serves `/ws`. It
+keeps no database: a socket's session cookie is checked by asking the API (`GET /api/me`), which
+also gives the state sent on connect.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Collection
+
+import aiohttp
+from aiohttp import web
+
+from contracts.bus import Bus, RabbitBus
+from contracts.http import SESSION_COOKIE
+from services.notifier.live_sessions import LiveSessions
+from services.notifier.notices import Notifier
+from services.notifier.websocket import Authenticate, Viewer, websocket_handler
+
+_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+LIVE = web.AppKey("live", LiveSessions)
+NOTIFIER = web.AppKey("notifier", Notifier)
+BUS = web.AppKey("bus", Bus)
+
+
+def api_authenticator(client: aiohttp.ClientSession, api_url: str) -> Authenticate:
+    async def authenticate(token: str) -> Viewer | None:
+        if not _TOKEN.match(token):
+            return None
+        async with client.get(f"{api_url}/api/me",
+                              headers={"Cookie": f"{SESSION_COOKIE}={token}"}) as response:
+            if response.status != 200:
+                return None
+            me = await response.json()
+        return Viewer(me["user_id"], me["two_factor"]["status"], me["two_factor"]["required"])
+
+    return authenticate
+
+
+def create_notifier_app(*, amqp_url: str, exchange: str, api_url: str,
+                        allowed_origins: Collection[str] = ()) -> web.Application:
+    app = web.Application()
+    live = LiveSessions()
+    notifier = Notifier(live)
+    app[LIVE] = live
+    app[NOTIFIER] = notifier
+    clients: list[aiohttp.ClientSession] = []
+
+    async def resources(app: web.Application) -> AsyncIterator[None]:
+        client = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5))
+        clients.append(client)
+        bus = await RabbitBus(amqp_url, exchange).connect()
+        app[BUS] = bus
+        await bus.subscribe(notifier.handle)
+        yield
+        await live.close_all()
+        await bus.close()
+        await client.close()
+
+    async def authenticate(token: str) -> Viewer | None:
+        return await api_authenticator(clients[0], api_url)(token)
+
+    async def healthz(request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "sockets": live.count()})
+
+    async def readyz(request: web.Request) -> web.Response:
+        try:
+            await request.app[BUS].ping()
+        except ConnectionError as e:
+            return web.json_response({"ready": False, "checks": {"bus": str(e)}}, status=503)
+        return web.json_response({"ready": True, "checks": {"bus": "ok"}})
+
+    app.cleanup_ctx.append(resources)
+    app.router.add_get("/ws", websocket_handler(live, authenticate, allowed_origins))
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    return app
