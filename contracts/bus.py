@@ -86,9 +86,19 @@ class RabbitBus:
         self._connection: AbstractRobustConnection | None = None
         self._exchange: aio_pika.abc.AbstractExchange | None = None
 
-    async def connect(self) -> RabbitBus:
-        # connect_robust reconnects by itself and re-declares exchanges, queues and consumers.
-        self._connection = await aio_pika.connect_robust(self.url)
+    async def connect(self, max_wait_seconds: float = 30.0) -> RabbitBus:
+        """Waits for the broker (a process may start before it), then connects. Once connected,
+        connect_robust reconnects by itself and re-declares exchanges, queues and consumers."""
+        pause = 0.5
+        while True:
+            try:
+                self._connection = await aio_pika.connect_robust(self.url)
+                break
+            except (OSError, aio_pika.exceptions.AMQPError) as e:
+                log.warning("RabbitMQ not reachable (%s); retrying in %.1f s",
+                            type(e).__name__, pause)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, max_wait_seconds)
         channel = await self._connection.channel(publisher_confirms=True)
         self._exchange = await self._declare(channel)
         return self

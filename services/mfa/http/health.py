@@ -36,6 +36,11 @@ async def readyz(request: web.Request) -> web.Response:
         checks["store"] = "ok"
     except Exception as e:  # readiness reports, it does not fail
         checks["store"] = f"unreachable: {type(e).__name__}"
+    try:
+        await service.bus.ping()
+        checks["bus"] = "ok"
+    except Exception as e:
+        checks["bus"] = f"unreachable: {type(e).__name__}"
     ready = all(value == "ok" for value in checks.values())
     return json_response({"ready": ready, "checks": checks}, status=200 if ready else 503)
 
