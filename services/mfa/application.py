@@ -7,10 +7,10 @@ number of times. That is what makes a recovery code work once even when 50 reque
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from uuid import UUID, uuid4
 
 from eventsourcing.application import AggregateNotFoundError, Application
@@ -154,6 +154,21 @@ class MfaApplication(Application[UUID]):
             raise AccountNotFound() from None
         assert isinstance(index, EmailIndex)
         return index.user_id
+
+    def mfa_at(self, user_id: UUID, at: datetime) -> MFA | None:
+        """Time travel: the user's MFA aggregate after every event at or before `at` (None if it
+        did not exist yet), rebuilt from the history by the repository."""
+        version = None
+        history = cast("Iterable[Aggregate.Event]", self.events.get(mfa_id(user_id)))
+        for event in history:
+            if event.timestamp > at:
+                break
+            version = event.originator_version
+        if version is None:
+            return None
+        mfa: Aggregate = self.repository.get(mfa_id(user_id), version=version)
+        assert isinstance(mfa, MFA)
+        return mfa
 
     # ---- login -----------------------------------------------------------------------------------
 

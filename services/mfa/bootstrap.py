@@ -22,6 +22,7 @@ from services.mfa.config import Settings
 from services.mfa.domain.clock import Clock, SystemClock
 from services.mfa.domain.lockout import LockoutPolicy
 from services.mfa.log_follower import LogFollower, create_tracking
+from services.mfa.projections.audit_log import AuditLogProjection
 from services.mfa.projections.runner import Projection, ProjectionRunner, create_tables
 from services.mfa.projections.user_state import UserStateProjection
 from services.mfa.projections.users_grid import UsersGridProjection
@@ -121,7 +122,8 @@ async def build_service(settings: Settings, *, clock: Clock | None = None,
             password=location.password, dbname=location.dbname, schema=location.schema)
     for sql in SESSION_SCHEMA:
         await db.execute(sql)
-    projections: list[Projection] = [UserStateProjection(), UsersGridProjection()]
+    projections: list[Projection] = [UserStateProjection(), UsersGridProjection(),
+                                     AuditLogProjection()]
     await create_tables(db, projections)
     await create_tracking(db, [Relay.name])
     runners = [ProjectionRunner(app, db, projection) for projection in projections]

@@ -8,15 +8,24 @@ import getpass
 import logging
 import signal
 import sys
+import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
+from uuid import UUID
 
+import orjson
 from aiohttp import web
 
+from contracts.bus import InProcessBus
+from services.mfa.adapters.event_store import StoreLocation
 from services.mfa.application import MfaApplication, actor
+from services.mfa.audit import history
 from services.mfa.bootstrap import Service, build_service, close_service, running
 from services.mfa.config import ConfigError, Settings
 from services.mfa.domain.errors import AccountNotFound, EmailAlreadyUsed
 from services.mfa.http.app import create_app
+from services.mfa.http.audit import parse_instant
+from services.mfa.http.errors import ApiError
 from services.notifier.app import create_notifier_app
 
 DEMO_ORGANIZATION = "Demo Organization"
@@ -87,6 +96,49 @@ async def _follow(settings: Settings, *, projections: bool, relay: bool) -> int:
     return 0
 
 
+def _export(settings: Settings, org: str | None, since: str | None) -> int:
+    try:
+        org_id = UUID(org) if org else None
+        since_at = parse_instant(since, datetime.now(tz=UTC)) if since else None
+    except (ValueError, ApiError):
+        print("mfa: --org takes an organization id, --since an ISO 8601 time", file=sys.stderr)
+        return 2
+    app = MfaApplication(StoreLocation.parse(settings.database_url).eventsourcing_env(
+        settings.secret_key))
+    try:
+        out = sys.stdout.buffer
+        for record in history(app, org_id=org_id, since=since_at):
+            out.write(orjson.dumps(record) + b"\n")
+        out.flush()
+    except BrokenPipeError:  # `mfa audit export | head` is fine
+        pass
+    finally:
+        app.close()
+    return 0
+
+
+async def _rebuild(settings: Settings) -> int:
+    service = await build_service(settings, bus=InProcessBus())
+    try:
+        for runner in service.projections:
+            runner.batch_size = 2000
+            await runner.reset()
+            started = last_report = time.monotonic()
+            total = 0
+            while count := await runner.run_batch():
+                total += count
+                if time.monotonic() - last_report > 1:
+                    last_report = time.monotonic()
+                    print(f"  {runner.name}: {total} events, position {runner.position}",
+                          flush=True)
+            seconds = max(time.monotonic() - started, 1e-9)
+            print(f"{runner.name}: rebuilt from {total} events in {seconds:.2f} s "
+                  f"({total / seconds:,.0f} events/s)", flush=True)
+    finally:
+        await close_service(service)
+    return 0
+
+
 def _notifier(settings: Settings) -> int:
     if not settings.amqp_url:
         print("mfa: mfa notifier needs MFA_AMQP_URL (under mfa serve the notifier runs in-process)",
@@ -133,6 +185,14 @@ def _parser() -> argparse.ArgumentParser:
     org.add_argument("--admin-email", required=True)
     org.add_argument("--admin-password", required=True)
     org.add_argument("--admin-name", default="Administrator")
+    audit = commands.add_parser("audit", help="the event history")
+    audit_commands = audit.add_subparsers(dest="audit_command", required=True)
+    export = audit_commands.add_parser("export", help="the history as JSON Lines on stdout")
+    export.add_argument("--org", help="only this organization's events")
+    export.add_argument("--since", help="only events at or after this ISO 8601 time")
+    projections = commands.add_parser("projections", help="the read models")
+    projections_commands = projections.add_subparsers(dest="projections_command", required=True)
+    projections_commands.add_parser("rebuild", help="empty every view and replay the log")
     support = commands.add_parser("support", help="platform support operations")
     support_commands = support.add_subparsers(dest="support_command", required=True)
     reset = support_commands.add_parser("reset-2fa", help="reset a user's 2FA (F10)")
@@ -160,6 +220,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                                    relay=args.command == "relay"))
     if args.command == "notifier":
         return _notifier(settings)
+    if args.command == "audit":
+        return _export(settings, args.org, args.since)
+    if args.command == "projections":
+        return asyncio.run(_rebuild(settings))
     if args.command == "create-org":
         if len(args.admin_password) < 8:
             print("mfa: --admin-password needs at least 8 characters", file=sys.stderr)

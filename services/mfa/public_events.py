@@ -68,6 +68,15 @@ def to_public(event: Any, position: int, state: UserState | None) -> PublicEvent
     )
 
 
+def to_audit(event: Any, position: int) -> dict[str, Any]:
+    """An audit record (SPEC section 4): the public event without the bus-only fields."""
+    public = to_public(event, position, None)
+    return {key: public[key] for key in AUDIT_FIELDS}  # type: ignore[literal-required]
+
+
+AUDIT_FIELDS = ("position", "id", "type", "user_id", "org_id", "actor", "occurred_at", "data")
+
+
 def next_state(state: UserState | None, event: Any) -> UserState | None:
     """The user's 2FA state after `event`, from the state before it."""
     kind = event_type(event)

@@ -13,7 +13,7 @@ from services.mfa.adapters.passwords import Passwords
 from services.mfa.bootstrap import build_service, close_service, running
 from services.mfa.config import Settings
 from services.mfa.domain.clock import Clock
-from services.mfa.http import admin, health, login, security
+from services.mfa.http import admin, audit, health, login, security
 from services.mfa.http.context import SERVICE
 from services.mfa.http.errors import error_middleware
 from services.mfa.http.live import session_authenticator
@@ -64,7 +64,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None,
             await close_service(service)
 
     app.cleanup_ctx.append(service_ctx)
-    for area in (login, security, admin, health):
+    for area in (login, security, admin, audit, health):
         app.add_routes(area.routes())
     if embedded:
         app.router.add_get("/ws", websocket_handler(live, authenticate,

@@ -22,7 +22,7 @@ class Projection(Protocol):
     tables: tuple[str, ...]
     schema: list[str]
 
-    def statements(self, event: Any) -> list[Statement]: ...
+    def statements(self, event: Any, position: int) -> list[Statement]: ...
 
 
 async def create_tables(db: Database, projections: list[Projection]) -> None:
@@ -45,15 +45,19 @@ class ProjectionRunner(LogFollower):
         ]
         for notification in notifications:
             event = self.app.mapper.to_domain_event(notification)
-            statements.extend(self.projection.statements(event))
+            statements.extend(self.projection.statements(event, notification.id))
         return await self.db.transaction(statements)
 
     async def rebuild(self) -> int:
         """Empties the view and replays the whole log into it."""
+        await self.reset()
+        return await self.catch_up()
+
+    async def reset(self) -> None:
+        """Empties the view and moves its position back to the start of the log."""
         statements: list[Statement] = [
             ("UPDATE mfa_tracking SET position = 0 WHERE projection = ?", (self.name,)),
         ]
         statements += [(f"DELETE FROM {table}", ()) for table in self.projection.tables]  # noqa: S608
         await self.db.transaction(statements)
         self.position = 0
-        return await self.catch_up()

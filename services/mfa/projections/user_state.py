@@ -25,11 +25,11 @@ class UserStateProjection:
     ]
 
     @singledispatchmethod
-    def statements(self, event: Any) -> list[Statement]:
+    def statements(self, event: Any, position: int) -> list[Statement]:
         return []
 
     @statements.register
-    def _(self, e: MFA.MfaCreated) -> list[Statement]:
+    def _(self, e: MFA.MfaCreated, position: int) -> list[Statement]:
         return [("INSERT INTO mfa_user_state (user_id, org_id, status, required,"
                  " recovery_codes_left, locked_until) VALUES (?, ?, 'off', ?, 0, NULL)"
                  " ON CONFLICT (user_id) DO UPDATE SET org_id = excluded.org_id,"
@@ -38,37 +38,37 @@ class UserStateProjection:
                  (str(e.user_id), str(e.org_id), e.required))]
 
     @statements.register
-    def _(self, e: MFA.TotpConfirmed) -> list[Statement]:
+    def _(self, e: MFA.TotpConfirmed, position: int) -> list[Statement]:
         return [_set(e, "status = 'on', recovery_codes_left = ?", len(e.recovery_codes))]
 
     @statements.register
-    def _(self, e: MFA.CodesRegenerated) -> list[Statement]:
+    def _(self, e: MFA.CodesRegenerated, position: int) -> list[Statement]:
         return [_set(e, "recovery_codes_left = ?", len(e.recovery_codes))]
 
     @statements.register
-    def _(self, e: MFA.RecoveryCodeConsumed) -> list[Statement]:
+    def _(self, e: MFA.RecoveryCodeConsumed, position: int) -> list[Statement]:
         return [_set(e, "recovery_codes_left = ?, locked_until = NULL", e.remaining)]
 
     @statements.register
-    def _(self, e: MFA.TotpAccepted) -> list[Statement]:
+    def _(self, e: MFA.TotpAccepted, position: int) -> list[Statement]:
         return [_set(e, "locked_until = NULL")]
 
     @statements.register
-    def _(self, e: MFA.PasswordAccepted) -> list[Statement]:
+    def _(self, e: MFA.PasswordAccepted, position: int) -> list[Statement]:
         return [_set(e, "locked_until = NULL")] if e.completes_login else []
 
     @statements.register
-    def _(self, e: MFA.SecondFactorRejected) -> list[Statement]:
+    def _(self, e: MFA.SecondFactorRejected, position: int) -> list[Statement]:
         until = e.locked_until.timestamp() if e.locked_until else None
         return [_set(e, "locked_until = ?", until)]
 
     @statements.register
-    def _(self, e: MFA.RequirementSet) -> list[Statement]:
+    def _(self, e: MFA.RequirementSet, position: int) -> list[Statement]:
         return [_set(e, "required = ?", e.required)]
 
     @statements.register(MFA.ResetByAdmin)
     @statements.register(MFA.TwoFactorDisabled)
-    def _(self, e: MFA.Event) -> list[Statement]:
+    def _(self, e: MFA.Event, position: int) -> list[Statement]:
         return [_set(e, "status = 'off', recovery_codes_left = 0")]
 
 

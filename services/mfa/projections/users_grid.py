@@ -32,11 +32,11 @@ class UsersGridProjection:
     ]
 
     @singledispatchmethod
-    def statements(self, event: Any) -> list[Statement]:
+    def statements(self, event: Any, position: int) -> list[Statement]:
         return []
 
     @statements.register
-    def _(self, e: Account.AccountCreated) -> list[Statement]:
+    def _(self, e: Account.AccountCreated, position: int) -> list[Statement]:
         return [("INSERT INTO mfa_users_grid (user_id, org_id, email, name, role, status,"
                  " required) VALUES (?, ?, ?, ?, ?, 'off', ?) ON CONFLICT (user_id) DO UPDATE"
                  " SET org_id = excluded.org_id, email = excluded.email, name = excluded.name,"
@@ -44,24 +44,24 @@ class UsersGridProjection:
                  (str(e.user_id), str(e.org_id), e.email, e.name, e.role, False))]
 
     @statements.register
-    def _(self, e: Account.ProfileChanged) -> list[Statement]:
+    def _(self, e: Account.ProfileChanged, position: int) -> list[Statement]:
         return [_set(e, "name = ?, role = ?", e.name, e.role)]
 
     @statements.register
-    def _(self, e: MFA.MfaCreated) -> list[Statement]:
+    def _(self, e: MFA.MfaCreated, position: int) -> list[Statement]:
         return [_set(e, "required = ?", e.required)]
 
     @statements.register
-    def _(self, e: MFA.RequirementSet) -> list[Statement]:
+    def _(self, e: MFA.RequirementSet, position: int) -> list[Statement]:
         return [_set(e, "required = ?", e.required)]
 
     @statements.register
-    def _(self, e: MFA.TotpConfirmed) -> list[Statement]:
+    def _(self, e: MFA.TotpConfirmed, position: int) -> list[Statement]:
         return [_set(e, "status = 'on'")]
 
     @statements.register(MFA.ResetByAdmin)
     @statements.register(MFA.TwoFactorDisabled)
-    def _(self, e: MFA.Event) -> list[Statement]:
+    def _(self, e: MFA.Event, position: int) -> list[Statement]:
         return [_set(e, "status = 'off'")]
 
 
