@@ -81,7 +81,8 @@ async def list_users(request: web.Request) -> web.Response:
     _, admin = await require_admin(request)
     users, more = await users_grid.page(service.db, _grid_query(request, admin.org_id))
     return json_response({"users": users,
-                          "next_cursor": _encode_cursor(users[-1]) if more else None})
+                          "next_cursor": _encode_cursor(users[-1]) if more else None,
+                          "counts": await users_grid.counts(service.db, admin.org_id)})
 
 
 async def _user_view(request: web.Request, admin: Account, user_id: UUID) -> dict[str, Any]:

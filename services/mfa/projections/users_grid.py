@@ -121,3 +121,16 @@ async def read(db: Database, org_id: UUID, user_id: UUID) -> dict[str, Any] | No
         "SELECT user_id, email, name, role, status, required FROM mfa_users_grid"
         " WHERE user_id = ? AND org_id = ?", str(user_id), str(org_id))
     return _row(row) if row else None
+
+
+async def counts(db: Database, org_id: UUID) -> dict[str, int]:
+    """How many users of the organization have 2FA On, Off, and Required (all filters aside)."""
+    row = await db.fetchrow(
+        "SELECT count(*) AS total,"
+        " sum(CASE WHEN status = 'on' THEN 1 ELSE 0 END) AS on_count,"
+        " sum(CASE WHEN required THEN 1 ELSE 0 END) AS required_count"
+        " FROM mfa_users_grid WHERE org_id = ?", str(org_id))
+    total = int(row["total"]) if row else 0
+    on = int(row["on_count"] or 0) if row else 0
+    required = int(row["required_count"] or 0) if row else 0
+    return {"total": total, "on": on, "off": total - on, "required": required}
