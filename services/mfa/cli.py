@@ -26,6 +26,7 @@ from services.mfa.domain.errors import AccountNotFound, EmailAlreadyUsed
 from services.mfa.http.app import create_app
 from services.mfa.http.audit import parse_instant
 from services.mfa.http.errors import ApiError
+from services.mfa.projections.runner import rebuild_all
 from services.notifier.app import create_notifier_app
 
 DEMO_ORGANIZATION = "Demo Organization"
@@ -119,23 +120,22 @@ def _export(settings: Settings, org: str | None, since: str | None) -> int:
 
 async def _rebuild(settings: Settings) -> int:
     service = await build_service(settings, bus=InProcessBus())
+    started = last_report = time.monotonic()
+
+    def progress(total: int, position: int) -> None:
+        nonlocal last_report
+        if time.monotonic() - last_report > 1:
+            last_report = time.monotonic()
+            print(f"  {total:,} events replayed, position {position}", flush=True)
+
     try:
-        for runner in service.projections:
-            runner.batch_size = 2000
-            await runner.reset()
-            started = last_report = time.monotonic()
-            total = 0
-            while count := await runner.run_batch():
-                total += count
-                if time.monotonic() - last_report > 1:
-                    last_report = time.monotonic()
-                    print(f"  {runner.name}: {total} events, position {runner.position}",
-                          flush=True)
-            seconds = max(time.monotonic() - started, 1e-9)
-            print(f"{runner.name}: rebuilt from {total} events in {seconds:.2f} s "
-                  f"({total / seconds:,.0f} events/s)", flush=True)
+        total = await rebuild_all(service.projections, progress=progress)
     finally:
         await close_service(service)
+    seconds = max(time.monotonic() - started, 1e-9)
+    names = ", ".join(runner.name for runner in service.projections)
+    print(f"rebuilt {names} from {total:,} events in {seconds:.2f} s "
+          f"({total / seconds:,.0f} events/s)", flush=True)
     return 0
 
 

@@ -7,6 +7,7 @@ Queries are written once with `?` placeholders; PostgreSQL gets them renumbered 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import re
 import sqlite3
 import threading
@@ -14,6 +15,8 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 import asyncpg
+import psycopg
+from psycopg_pool import AsyncConnectionPool
 
 Statement = tuple[str, Sequence[Any]]
 
@@ -86,15 +89,18 @@ class SqliteDatabase:
             return self._write.execute(sql, tuple(args)).rowcount
 
     def _transaction(self, statements: Sequence[Statement]) -> bool:
+        if not statements:
+            return True
         with self._write_lock:
             conn = self._write
             conn.execute("BEGIN IMMEDIATE")
             try:
-                for number, (sql, args) in enumerate(statements):
-                    changed = conn.execute(sql, tuple(args)).rowcount
-                    if number == 0 and changed == 0:
-                        conn.execute("ROLLBACK")
-                        return False
+                (guard_sql, guard_args), rest = statements[0], statements[1:]
+                if conn.execute(guard_sql, tuple(guard_args)).rowcount == 0:
+                    conn.execute("ROLLBACK")
+                    return False
+                for sql, run in itertools.groupby(rest, key=lambda statement: statement[0]):
+                    conn.executemany(sql, [tuple(args) for _, args in run])
                 conn.execute("COMMIT")
                 return True
             except BaseException:
@@ -110,6 +116,10 @@ def to_postgres(sql: str) -> str:
     return _PLACEHOLDER.sub(lambda _: f"${next(counter)}", sql)
 
 
+def to_psycopg(sql: str) -> str:
+    return _PLACEHOLDER.sub("%s", sql.replace("%", "%%"))
+
+
 def _rows_changed(status: str) -> int:
     # asyncpg returns the command tag, e.g. "INSERT 0 1" or "UPDATE 3".
     last = status.rsplit(" ", 1)[-1]
@@ -117,10 +127,15 @@ def _rows_changed(status: str) -> int:
 
 
 class PostgresDatabase:
+    """Reads with asyncpg. Transactions of many statements (projection batches) go through
+    psycopg's pipeline mode, which sends them without waiting for each reply: one round trip
+    per batch instead of one per statement."""
+
     dialect = "postgres"
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, writers: AsyncConnectionPool) -> None:
         self._pool = pool
+        self._writers = writers
 
     @classmethod
     async def connect(cls, *, host: str, port: int, user: str, password: str, dbname: str,
@@ -130,7 +145,13 @@ class PostgresDatabase:
             min_size=1, max_size=max_size, command_timeout=30,
             server_settings={"search_path": schema},
         )
-        return cls(pool)
+        writers = AsyncConnectionPool(
+            conninfo=psycopg.conninfo.make_conninfo(
+                host=host, port=port, user=user, password=password or None, dbname=dbname,
+                options=f"-c search_path={schema}"),
+            min_size=1, max_size=4, open=False, timeout=10, kwargs={"autocommit": True})
+        await writers.open()
+        return cls(pool, writers)
 
     async def fetch(self, sql: str, *args: Any) -> list[dict[str, Any]]:
         rows = await self._pool.fetch(to_postgres(sql), *args)
@@ -144,23 +165,24 @@ class PostgresDatabase:
         return _rows_changed(await self._pool.execute(to_postgres(sql), *args))
 
     async def transaction(self, statements: Sequence[Statement]) -> bool:
-        async with self._pool.acquire() as conn:
-            tx = conn.transaction()
-            await tx.start()
-            try:
-                for number, (sql, args) in enumerate(statements):
-                    status = await conn.execute(to_postgres(sql), *args)
-                    if number == 0 and _rows_changed(status) == 0:
-                        await tx.rollback()
-                        return False
-            except BaseException:
-                await tx.rollback()
-                raise
-            await tx.commit()
+        if not statements:
             return True
+        (guard_sql, guard_args), rest = statements[0], statements[1:]
+        applied = False
+        async with self._writers.connection() as conn, conn.transaction():
+            cursor = await conn.execute(to_psycopg(guard_sql), tuple(guard_args))
+            if cursor.rowcount == 0:
+                raise psycopg.Rollback()  # ends the transaction block, nothing written
+            async with conn.pipeline():
+                cursor = conn.cursor()
+                for sql, run in itertools.groupby(rest, key=lambda statement: statement[0]):
+                    await cursor.executemany(to_psycopg(sql), [tuple(args) for _, args in run])
+            applied = True
+        return applied
 
     async def ping(self) -> None:
         await self._pool.fetchval("SELECT 1")
 
     async def close(self) -> None:
+        await self._writers.close()
         await self._pool.close()

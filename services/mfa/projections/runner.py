@@ -7,7 +7,8 @@ two runners race, and a crash leaves view and position consistent.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from eventsourcing.application import Application
@@ -40,13 +41,18 @@ class ProjectionRunner(LogFollower):
         self.name = projection.name
 
     async def handle(self, notifications: Sequence[Notification], start: int) -> bool:
-        statements: list[Statement] = [
-            (MOVE_POSITION, (notifications[-1].id, self.name, start)),
-        ]
-        for notification in notifications:
-            event = self.app.mapper.to_domain_event(notification)
-            statements.extend(self.projection.statements(event, notification.id))
-        return await self.db.transaction(statements)
+        events = [(self.app.mapper.to_domain_event(n), n.id) for n in notifications]
+        return await self.apply(events, start)
+
+    async def apply(self, events: Sequence[tuple[Any, int]], start: int) -> bool:
+        """Applies decoded (event, position) pairs and moves the position from `start`."""
+        statements: list[Statement] = [(MOVE_POSITION, (events[-1][1], self.name, start))]
+        for event, position in events:
+            statements.extend(self.projection.statements(event, position))
+        if not await self.db.transaction(statements):
+            return False
+        self.position = events[-1][1]
+        return True
 
     async def rebuild(self) -> int:
         """Empties the view and replays the whole log into it."""
@@ -61,3 +67,27 @@ class ProjectionRunner(LogFollower):
         statements += [(f"DELETE FROM {table}", ()) for table in self.projection.tables]  # noqa: S608
         await self.db.transaction(statements)
         self.position = 0
+
+
+async def rebuild_all(runners: Sequence[ProjectionRunner], batch_size: int = 2000,
+                      progress: Callable[[int, int], None] | None = None) -> int:
+    """Rebuilds several views in one pass over the log: each batch is read and decoded once,
+    then written to every view concurrently. Returns how many events were replayed."""
+    if not runners:
+        return 0
+    app = runners[0].app
+    for runner in runners:
+        await runner.reset()
+    position = total = 0
+    while notifications := await asyncio.to_thread(
+            app.recorder.select_notifications, start=position, limit=batch_size,
+            inclusive_of_start=False):
+        events = [(app.mapper.to_domain_event(n), n.id) for n in notifications]
+        applied = await asyncio.gather(*(runner.apply(events, position) for runner in runners))
+        if not all(applied):
+            raise RuntimeError("a projector moved a view during the rebuild: stop it first")
+        position = notifications[-1].id
+        total += len(notifications)
+        if progress is not None:
+            progress(total, position)
+    return total
