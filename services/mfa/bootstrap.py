@@ -159,19 +159,28 @@ async def purge_sessions(service: Service) -> None:
 @contextlib.asynccontextmanager
 async def running(service: Service, *, projections: bool = False, relay: bool = False,
                   sessions: bool = False) -> AsyncIterator[None]:
-    """Background work in this process: projectors and relay (woken by every command here, and
-    polling for other processes' events), and the purge of expired sessions."""
+    """Background work in this process: projectors and relay (woken by every command here, by
+    PostgreSQL's NOTIFY for other processes' events, else by polling), and the session purge."""
     followers: list[LogFollower] = [*service.projections] if projections else []
     if relay:
         followers.append(service.relay)
     tasks = [asyncio.create_task(f.run(), name=f"follow-{f.name}") for f in followers]
     if sessions:
         tasks.append(asyncio.create_task(purge_sessions(service), name="session-purge"))
-    try:
-        yield
-    finally:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+    async with contextlib.AsyncExitStack() as stack:
+        if followers and isinstance(service.db, PostgresDatabase):
+            # Other processes' events wake the followers at once (the store NOTIFYs per insert).
+            def wake() -> None:
+                for follower in followers:
+                    follower.kick()
+
+            channel = service.app.recorder.channel_name  # type: ignore[attr-defined]
+            await stack.enter_async_context(service.db.listening(channel, wake))
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task

@@ -7,11 +7,12 @@ Queries are written once with `?` placeholders; PostgreSQL gets them renumbered 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import re
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, Protocol
 
 import asyncpg
@@ -182,6 +183,23 @@ class PostgresDatabase:
 
     async def ping(self) -> None:
         await self._pool.fetchval("SELECT 1")
+
+    @contextlib.asynccontextmanager
+    async def listening(self, channel: str, callback: Callable[[], None]) -> AsyncIterator[None]:
+        """Calls `callback` on every NOTIFY on `channel` while the block runs. The event store
+        NOTIFYs in each insert transaction, so followers in other processes wake at once."""
+        conn = await self._pool.acquire()
+
+        def on_notify(*_: object) -> None:
+            callback()
+
+        try:
+            await conn.add_listener(channel, on_notify)
+            yield
+        finally:
+            with contextlib.suppress(Exception):
+                await conn.remove_listener(channel, on_notify)
+            await self._pool.release(conn)
 
     async def close(self) -> None:
         await self._writers.close()
