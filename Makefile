@@ -26,6 +26,8 @@ lint: install
 
 bench: install
 	$(BIN)/python -m bench.second_factor
+	$(BIN)/python -m bench.audit
+	$(BIN)/python -m bench.bus
 
 clean:
 	rm -rf $(VENV) var build *.egg-info
