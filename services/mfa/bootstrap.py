@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from uuid import UUID
 
+import asyncpg
+
 from contracts.bus import Bus, InProcessBus, RabbitBus
 from services.mfa.adapters.database import Database, PostgresDatabase, SqliteDatabase
 from services.mfa.adapters.event_store import StoreLocation, derive_key
@@ -110,22 +112,23 @@ async def build_service(settings: Settings, *, clock: Clock | None = None,
     lockout = LockoutPolicy(settings.lockout_threshold, settings.lockout_base_seconds,
                             settings.lockout_max_seconds)
     env = location.eventsourcing_env(settings.secret_key)
-    # Construction runs DDL and may hash the decoy password: off the event loop.
-    app = await loop.run_in_executor(executor, lambda: MfaApplication(
-        env, clock=clock, passwords=passwords, lockout=lockout, issuer=settings.issuer))
-    db: Database
-    if location.kind == "sqlite":
-        db = SqliteDatabase(location.sqlite_path)
-    else:
-        db = await PostgresDatabase.connect(
-            host=location.host, port=location.port, user=location.user,
-            password=location.password, dbname=location.dbname, schema=location.schema)
-    for sql in SESSION_SCHEMA:
-        await db.execute(sql)
     projections: list[Projection] = [UserStateProjection(), UsersGridProjection(),
                                      AuditLogProjection()]
-    await create_tables(db, projections)
-    await create_tracking(db, [Relay.name])
+    db: Database
+    async with _schema_lock(location):
+        # Construction runs DDL and may hash the decoy password: off the event loop.
+        app = await loop.run_in_executor(executor, lambda: MfaApplication(
+            env, clock=clock, passwords=passwords, lockout=lockout, issuer=settings.issuer))
+        if location.kind == "sqlite":
+            db = SqliteDatabase(location.sqlite_path)
+        else:
+            db = await PostgresDatabase.connect(
+                host=location.host, port=location.port, user=location.user,
+                password=location.password, dbname=location.dbname, schema=location.schema)
+        for sql in SESSION_SCHEMA:
+            await db.execute(sql)
+        await create_tables(db, projections)
+        await create_tracking(db, [Relay.name])
     runners = [ProjectionRunner(app, db, projection) for projection in projections]
     bus = bus or await connect_bus(settings)
     relay = Relay(app, db, bus)
@@ -134,6 +137,24 @@ async def build_service(settings: Settings, *, clock: Clock | None = None,
     sessions = SessionStore(db, derive_key(settings.secret_key, "sessions"),
                             settings.session_max_age_seconds)
     return Service(settings, app, db, sessions, runners, relay, bus, executor, clock)
+
+
+@contextlib.asynccontextmanager
+async def _schema_lock(location: StoreLocation) -> AsyncIterator[None]:
+    """Processes starting together on a fresh PostgreSQL database would run the same
+    CREATE ... IF NOT EXISTS at once, which PostgreSQL can fail on its catalog's unique index:
+    one process at a time creates the tables, under an advisory lock."""
+    if location.kind != "postgres":
+        yield
+        return
+    conn = await asyncpg.connect(host=location.host, port=location.port, user=location.user,
+                                 password=location.password or None, database=location.dbname)
+    try:
+        await conn.execute("SELECT pg_advisory_lock(hashtext($1))",
+                           f"mfa-service schema {location.schema}")
+        yield
+    finally:
+        await conn.close()  # ends the session, which releases the lock
 
 
 async def close_service(service: Service) -> None:

@@ -45,8 +45,11 @@ def _demo(app: MfaApplication) -> None:
         return
     except AccountNotFound:
         pass
-    org_id, _ = app.create_organization(DEMO_ORGANIZATION, admin_email, admin_name,
-                                        admin_password, actor("system", "demo")).value
+    try:
+        org_id, _ = app.create_organization(DEMO_ORGANIZATION, admin_email, admin_name,
+                                            admin_password, actor("system", "demo")).value
+    except EmailAlreadyUsed:
+        return  # another instance starting at the same time made it
     for email, name, role, password in clients:
         app.create_user(org_id, email, name, role, password, False, actor("system", "demo"))
 
