@@ -14,7 +14,7 @@ from services.mfa.domain.mfa import MFA
 
 class UsersGridProjection:
     name = "users_grid"
-    tables: tuple[str, ...] = ("mfa_users_grid",)
+    tables: tuple[str, ...] = ("mfa_users_grid", "mfa_users_grid_counts")
     schema = [
         """CREATE TABLE IF NOT EXISTS mfa_users_grid (
             user_id text PRIMARY KEY,
@@ -25,10 +25,22 @@ class UsersGridProjection:
             status text NOT NULL,
             required boolean NOT NULL
         )""",
-        # Keyset pagination in email order, with and without the two filters.
-        "CREATE INDEX IF NOT EXISTS mfa_users_grid_org_email ON mfa_users_grid (org_id, email)",
-        "CREATE INDEX IF NOT EXISTS mfa_users_grid_org_filters"
-        " ON mfa_users_grid (org_id, status, required, email)",
+        # Keyset pagination in (email, user_id) order, for no filter, each filter, and both.
+        "CREATE INDEX IF NOT EXISTS mfa_users_grid_page"
+        " ON mfa_users_grid (org_id, email, user_id)",
+        "CREATE INDEX IF NOT EXISTS mfa_users_grid_status"
+        " ON mfa_users_grid (org_id, status, email, user_id)",
+        "CREATE INDEX IF NOT EXISTS mfa_users_grid_required"
+        " ON mfa_users_grid (org_id, required, email, user_id)",
+        "CREATE INDEX IF NOT EXISTS mfa_users_grid_both"
+        " ON mfa_users_grid (org_id, status, required, email, user_id)",
+        # The On/Off/Required counts shown with every page, kept up to date row by row.
+        """CREATE TABLE IF NOT EXISTS mfa_users_grid_counts (
+            org_id text PRIMARY KEY,
+            total bigint NOT NULL,
+            on_count bigint NOT NULL,
+            required_count bigint NOT NULL
+        )""",
     ]
 
     @singledispatchmethod
@@ -37,7 +49,11 @@ class UsersGridProjection:
 
     @statements.register
     def _(self, e: Account.AccountCreated, position: int) -> list[Statement]:
-        return [("INSERT INTO mfa_users_grid (user_id, org_id, email, name, role, status,"
+        return [("INSERT INTO mfa_users_grid_counts (org_id, total, on_count, required_count)"
+                 " VALUES (?, 1, 0, 0) ON CONFLICT (org_id) DO UPDATE"
+                 " SET total = mfa_users_grid_counts.total + 1",
+                 (str(e.org_id),)),
+                ("INSERT INTO mfa_users_grid (user_id, org_id, email, name, role, status,"
                  " required) VALUES (?, ?, ?, ?, ?, 'off', ?) ON CONFLICT (user_id) DO UPDATE"
                  " SET org_id = excluded.org_id, email = excluded.email, name = excluded.name,"
                  " role = excluded.role, status = 'off', required = excluded.required",
@@ -47,22 +63,31 @@ class UsersGridProjection:
     def _(self, e: Account.ProfileChanged, position: int) -> list[Statement]:
         return [_set(e, "name = ?, role = ?", e.name, e.role)]
 
-    @statements.register
-    def _(self, e: MFA.MfaCreated, position: int) -> list[Statement]:
-        return [_set(e, "required = ?", e.required)]
-
-    @statements.register
-    def _(self, e: MFA.RequirementSet, position: int) -> list[Statement]:
-        return [_set(e, "required = ?", e.required)]
+    @statements.register(MFA.MfaCreated)
+    @statements.register(MFA.RequirementSet)
+    def _(self, e: MFA.Event, position: int) -> list[Statement]:
+        required = bool(e.required)  # type: ignore[attr-defined]
+        return [_count_change(e, "required_count", "required", required),
+                _set(e, "required = ?", required)]
 
     @statements.register
     def _(self, e: MFA.TotpConfirmed, position: int) -> list[Statement]:
-        return [_set(e, "status = 'on'")]
+        return [_count_change(e, "on_count", "status", "on"), _set(e, "status = 'on'")]
 
     @statements.register(MFA.ResetByAdmin)
     @statements.register(MFA.TwoFactorDisabled)
     def _(self, e: MFA.Event, position: int) -> list[Statement]:
-        return [_set(e, "status = 'off'")]
+        return [_count_change(e, "on_count", "status", "off"), _set(e, "status = 'off'")]
+
+
+def _count_change(event: Any, counter: str, column: str, value: Any) -> Statement:
+    """Moves the organization's counter by +1 or -1 when the user's `column` is about to change
+    to `value` (+1 when it becomes 'on' / true). Runs before the row itself is updated."""
+    becomes = value == "on" if column == "status" else bool(value)
+    return (f"UPDATE mfa_users_grid_counts SET {counter} = {counter} + COALESCE(("  # noqa: S608
+            f"SELECT CASE WHEN {column} <> ? THEN {1 if becomes else -1} ELSE 0 END"
+            " FROM mfa_users_grid WHERE user_id = ?), 0) WHERE org_id = ?",
+            (value, str(event.user_id), str(event.org_id)))
 
 
 def _set(event: Any, assignments: str, *values: Any) -> Statement:
@@ -107,8 +132,8 @@ async def page(db: Database, query: GridQuery) -> tuple[list[dict[str, Any]], bo
         where.append("(lower(email) LIKE ? ESCAPE '\\' OR lower(name) LIKE ? ESCAPE '\\')")
         args += [pattern, pattern]
     if query.after is not None:
-        where.append("(email > ? OR (email = ? AND user_id > ?))")
-        args += [query.after[0], query.after[0], query.after[1]]
+        where.append("(email, user_id) > (?, ?)")  # a row comparison: one index range scan
+        args += [query.after[0], query.after[1]]
     rows = await db.fetch(
         "SELECT user_id, email, name, role, status, required FROM mfa_users_grid"  # noqa: S608
         f" WHERE {' AND '.join(where)} ORDER BY email, user_id LIMIT ?",
@@ -125,12 +150,9 @@ async def read(db: Database, org_id: UUID, user_id: UUID) -> dict[str, Any] | No
 
 async def counts(db: Database, org_id: UUID) -> dict[str, int]:
     """How many users of the organization have 2FA On, Off, and Required (all filters aside)."""
-    row = await db.fetchrow(
-        "SELECT count(*) AS total,"
-        " sum(CASE WHEN status = 'on' THEN 1 ELSE 0 END) AS on_count,"
-        " sum(CASE WHEN required THEN 1 ELSE 0 END) AS required_count"
-        " FROM mfa_users_grid WHERE org_id = ?", str(org_id))
-    total = int(row["total"]) if row else 0
-    on = int(row["on_count"] or 0) if row else 0
-    required = int(row["required_count"] or 0) if row else 0
-    return {"total": total, "on": on, "off": total - on, "required": required}
+    row = await db.fetchrow("SELECT total, on_count, required_count FROM mfa_users_grid_counts"
+                            " WHERE org_id = ?", str(org_id))
+    if row is None:
+        return {"total": 0, "on": 0, "off": 0, "required": 0}
+    total, on = int(row["total"]), int(row["on_count"])
+    return {"total": total, "on": on, "off": total - on, "required": int(row["required_count"])}
