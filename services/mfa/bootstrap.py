@@ -158,10 +158,16 @@ async def _schema_lock(location: StoreLocation) -> AsyncIterator[None]:
 
 
 async def close_service(service: Service) -> None:
-    await service.bus.close()
-    await service.db.close()
-    await service.call(service.app.close)
-    service.executor.shutdown(wait=False, cancel_futures=True)
+    try:
+        await service.bus.close()
+    finally:
+        # Commands still running in the store threads finish before the store closes under
+        # them; then each store is closed even if another one failed to.
+        service.executor.shutdown(wait=True, cancel_futures=True)
+        try:
+            await service.db.close()
+        finally:
+            service.app.close()
 
 
 SESSION_PURGE_SECONDS = 3600
@@ -185,9 +191,8 @@ async def running(service: Service, *, projections: bool = False, relay: bool = 
     followers: list[LogFollower] = [*service.projections] if projections else []
     if relay:
         followers.append(service.relay)
-    tasks = [asyncio.create_task(f.run(), name=f"follow-{f.name}") for f in followers]
-    if sessions:
-        tasks.append(asyncio.create_task(purge_sessions(service), name="session-purge"))
+    runs = [asyncio.create_task(f.run(), name=f"follow-{f.name}") for f in followers]
+    tasks = [asyncio.create_task(purge_sessions(service), name="session-purge")] if sessions else []
     async with contextlib.AsyncExitStack() as stack:
         if followers and isinstance(service.db, PostgresDatabase):
             # Other processes' events wake the followers at once (the store NOTIFYs per insert).
@@ -200,8 +205,10 @@ async def running(service: Service, *, projections: bool = False, relay: bool = 
         try:
             yield
         finally:
+            for follower in followers:
+                follower.stop()
             for task in tasks:
                 task.cancel()
-            for task in tasks:
+            for task in [*runs, *tasks]:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task

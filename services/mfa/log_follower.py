@@ -9,6 +9,7 @@ last recorded position; PostgreSQL positions have gaps, so nothing ever waits fo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -49,6 +50,7 @@ class LogFollower:
         self.max_backoff_seconds = max_backoff_seconds
         self.position = 0
         self.running = False
+        self._stopping = False
         self._wake = asyncio.Event()
         self._advanced = asyncio.Condition()
 
@@ -90,14 +92,21 @@ class LogFollower:
         """New events were saved: read them now rather than at the next poll."""
         self._wake.set()
 
+    def stop(self) -> None:
+        """Ends `run` after the batch in hand. Cancelling instead would leave that batch's
+        thread using the store while it is being closed (a crash, with SQLite)."""
+        self._stopping = True
+        self._wake.set()
+
     async def run(self) -> None:
         """Follows the log until cancelled. Failures (store or broker down) are retried with a
         growing pause, never a crash loop; the position says where to resume."""
         self.running = True
+        self._stopping = False
         backoff = 0.5
         try:
             await self.load_position()
-            while True:
+            while not self._stopping:
                 try:
                     if await self.run_batch():
                         backoff = 0.5
@@ -107,7 +116,9 @@ class LogFollower:
                 except Exception as e:
                     log.warning("%s: %s: %s; retrying in %.1f s", self.name, type(e).__name__,
                                 e, backoff)
-                    await asyncio.sleep(backoff)
+                    self._wake.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), backoff)  # stop() cuts it short
                     backoff = min(backoff * 2, self.max_backoff_seconds)
                     try:
                         await self.load_position()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from http.cookies import Morsel, SimpleCookie
 from typing import Any
@@ -85,17 +84,9 @@ async def logged_in(new_browser: NewBrowser, user: dict[str, Any], code: str) ->
 
 
 async def settle_followers(service: Service) -> None:
-    """Teardown hygiene: the projectors and the relay handle the whole log, then no worker
-    thread of theirs is left running when the server closes its stores.
-
-    The service closes its SQLite connections and event store while a follower's worker thread
-    (asyncio.to_thread) may still be inside a query: cancelling the follower's task does not stop
-    its thread, and the process dies with a segmentation fault (see the report). Shutting down
-    the loop's default executor waits for those threads; later follower polls then fail fast
-    (logged, retried) until the server cancels them. Remove once close_service waits for them.
-    """
+    """Teardown hygiene: the projectors and the relay handle the whole log before the server
+    closes (close_service also stops them between batches)."""
     head = await service.call(service.app.recorder.max_notification_id)
     if head:
         for follower in service.followers:
             assert await follower.wait_for(head), follower.name
-    await asyncio.get_running_loop().shutdown_default_executor()

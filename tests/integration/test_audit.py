@@ -129,8 +129,9 @@ async def test_bad_audit_queries_are_400(admin: Api) -> None:
     status, body = await admin.get("/api/audit/users/not-a-uuid/state")
     assert status == 404
     status, me = await admin.get("/api/me")
-    status, body = await admin.get(f"/api/audit/users/{me['user_id']}/state?at=yesterday")
-    assert (status, body["error"]["code"]) == (400, "validation_error")
+    for at in ("yesterday", "9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00%2B01:00"):
+        status, body = await admin.get(f"/api/audit/users/{me['user_id']}/state?at={at}")
+        assert (status, body["error"]["code"]) == (400, "validation_error"), at
 
 
 async def views(service: Service) -> dict[str, list[dict[str, Any]]]:

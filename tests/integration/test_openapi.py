@@ -28,8 +28,7 @@ HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "tra
 RAISING_SOURCES = [*sorted((ROOT / "services" / "mfa" / "http").glob("*.py")),
                    ROOT / "services" / "notifier" / "websocket.py"]
 # Codes no single operation lists: the framework's (any path) and the server's own faults; and
-# `two_factor_on`, mapped in errors.py although no use case raises TwoFactorAlreadyOn.
-NOT_PER_OPERATION = {"method_not_allowed", "unsupported_media_type", "internal", "two_factor_on"}
+NOT_PER_OPERATION = {"method_not_allowed", "unsupported_media_type", "internal"}
 
 
 @pytest.fixture(scope="module")

@@ -498,8 +498,6 @@ async def test_forced_setup_after_admin_requires(admin: Api, new_browser: NewBro
     assert await browser.login(user["email"], user["password"]) == "setup_2fa"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a setup_2fa / regenerate_codes session may call "
-                   "POST /api/me/reauthenticate, which SPEC section 4 does not allow")
 async def test_restricted_session_cannot_reauthenticate(admin: Api,
                                                         new_browser: NewBrowser) -> None:
     user = await create_user(admin, required=True)

@@ -78,8 +78,12 @@ class SqliteDatabase:
         await self.fetch("SELECT 1")
 
     async def close(self) -> None:
-        self._write.close()
-        self._read.close()
+        await asyncio.to_thread(self._close)
+
+    def _close(self) -> None:
+        with self._write_lock, self._read_lock:  # never under a statement in another thread
+            self._write.close()
+            self._read.close()
 
     def _fetch(self, sql: str, args: Sequence[Any]) -> list[dict[str, Any]]:
         with self._read_lock:

@@ -33,10 +33,6 @@ class SetupWindowExpired(DomainError):
     """The 10-minute setup window ran out."""
 
 
-class TwoFactorAlreadyOn(DomainError):
-    """Setup asked for while 2FA is already configured."""
-
-
 class TwoFactorNotOn(DomainError):
     """Codes or disabling asked for while 2FA is Off."""
 

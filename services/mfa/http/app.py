@@ -17,12 +17,15 @@ from services.mfa.http import admin, audit, health, login, security
 from services.mfa.http.context import SERVICE
 from services.mfa.http.errors import error_middleware
 from services.mfa.http.live import session_authenticator
-from services.mfa.http.middleware import csrf_middleware, security_headers_middleware
+from services.mfa.http.middleware import (
+    MAX_BODY_BYTES,
+    csrf_middleware,
+    security_headers_middleware,
+)
 from services.notifier.live_sessions import LiveSessions
 from services.notifier.notices import Notifier
 from services.notifier.websocket import Viewer, websocket_handler
 
-MAX_BODY_BYTES = 64 * 1024
 LIVE = web.AppKey("live", LiveSessions)
 NOTIFIER = web.AppKey("notifier", Notifier)
 

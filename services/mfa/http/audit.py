@@ -36,9 +36,10 @@ def parse_instant(raw: str | None, default: datetime) -> datetime:
         return default
     try:
         when = datetime.fromisoformat(raw.replace(" ", "+"))  # a '+' sent unencoded in a query
-    except ValueError:
+        when = when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+        return when.astimezone(UTC)  # overflows here for instants past year 9999 in UTC
+    except (ValueError, OverflowError):
         raise validation_error("at: an ISO 8601 time, e.g. 2026-11-28T10:00:00Z") from None
-    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
 async def events(request: web.Request) -> web.Response:

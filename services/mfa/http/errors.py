@@ -53,7 +53,6 @@ _DOMAIN: dict[type[domain.DomainError], tuple[int, str, str]] = {
                                     "start the setup (POST /api/me/2fa/setup) first"),
     domain.SetupWindowExpired: (410, "setup_window_expired",
                                 "the setup window ran out: re-enter your password"),
-    domain.TwoFactorAlreadyOn: (409, "two_factor_on", "2FA is already configured"),
     domain.TwoFactorNotOn: (409, "two_factor_off", "2FA is not configured"),
     domain.TwoFactorRequired: (409, "two_factor_required",
                                "your administrator requires 2FA: it cannot be disabled"),

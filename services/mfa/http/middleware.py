@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from services.mfa.http.errors import Handler, forbidden
+from services.mfa.http.errors import ApiError, Handler, forbidden
+
+MAX_BODY_BYTES = 64 * 1024
 
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
@@ -22,6 +24,9 @@ async def csrf_middleware(request: web.Request, handler: Handler) -> web.StreamR
     """A cross-site form cannot send `application/json`, and a browser always sends `Origin`
     on cross-origin requests: together they keep other sites from acting for the user."""
     if request.method in STATE_CHANGING and request.path.startswith("/api/"):
+        if (request.content_length or 0) > MAX_BODY_BYTES:
+            # Also for calls that never read their body: a client learns the limit the same way.
+            raise ApiError(413, "payload_too_large", "body larger than 64 KiB")
         if request.content_type != "application/json":
             raise forbidden("state-changing requests must have Content-Type: application/json")
         origin = request.headers.get("Origin")

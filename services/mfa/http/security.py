@@ -39,7 +39,8 @@ async def me(request: web.Request) -> web.Response:
 
 async def reauthenticate(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
-    session = await require(request, "done", "setup_2fa", "regenerate_codes")
+    # Restricted sessions already have the window from their login (SPEC section 4).
+    session = await require(request, "done")
     password = PasswordBody.model_validate(await read_json(request)).password
     await service.command(service.app.reauthenticate, session.user_id, password,
                           user_id=session.user_id)
