@@ -55,8 +55,9 @@ class Service:
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
 
     async def command(self, fn: Callable[..., Written], *args: Any,
-                      user_id: UUID | None = None) -> Written:
-        """Runs a use case, then has the views catch up so the caller reads its own write.
+                      user_id: UUID | None = None, settle: bool = True) -> Written:
+        """Runs a use case, then (unless `settle` is False: nothing the caller reads next
+        depends on it) has the views catch up so the caller reads its own write.
 
         Commands on one user are queued in this process, so they rarely lose the optimistic
         concurrency race; across processes that race (and its retry) still decides.
@@ -71,7 +72,8 @@ class Service:
         finally:
             for follower in self.followers:
                 follower.kick()
-        await self.settle(written.position)
+        if settle:
+            await self.settle(written.position)
         return written
 
     async def settle(self, position: int) -> None:

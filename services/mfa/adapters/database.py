@@ -121,6 +121,10 @@ def to_postgres(sql: str) -> str:
     return _PLACEHOLDER.sub(lambda _: f"${next(counter)}", sql)
 
 
+async def _keep_session(connection: asyncpg.Connection) -> None:
+    return None
+
+
 def to_psycopg(sql: str) -> str:
     return _PLACEHOLDER.sub("%s", sql.replace("%", "%%"))
 
@@ -149,6 +153,7 @@ class PostgresDatabase:
             host=host, port=port, user=user, password=password or None, database=dbname,
             min_size=1, max_size=max_size, command_timeout=30,
             server_settings={"search_path": schema},
+            reset=_keep_session,  # no session state to reset: skip a query per release
         )
         writers = AsyncConnectionPool(
             conninfo=psycopg.conninfo.make_conninfo(

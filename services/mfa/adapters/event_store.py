@@ -74,7 +74,6 @@ class StoreLocation:
                 POSTGRES_LOCK_TIMEOUT="5",
                 POSTGRES_POOL_SIZE="5",
                 POSTGRES_MAX_OVERFLOW="10",
-                POSTGRES_PRE_PING="y",
                 POSTGRES_ENABLE_DB_FUNCTIONS="n",  # unsafe in 9.5.6: readers can skip events
             )
         return env

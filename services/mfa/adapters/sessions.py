@@ -70,9 +70,16 @@ class SessionStore:
 
     async def replace(self, old: Session, state: str, window_until: float | None,
                       now: datetime) -> Session:
-        """A new token for the new state (ASVS 7.2.4): the old one stops working."""
-        await self.end(old)
-        return await self.create(old.user_id, state, window_until, now)
+        """A new token for the new state (ASVS 7.2.4): the old one stops working, in the same
+        statement, so no moment has both or neither."""
+        token = secrets.token_urlsafe(32)
+        expires_at = now.timestamp() + self._max_age
+        await self._db.execute(
+            "UPDATE mfa_sessions SET token_hash = ?, state = ?, window_until = ?, created_at = ?,"
+            " expires_at = ? WHERE token_hash = ?",
+            self._hash(token), state, window_until, now.timestamp(), expires_at,
+            self._hash(old.token))
+        return Session(token, old.user_id, state, window_until, expires_at)
 
     async def set_window(self, session: Session, window_until: float) -> Session:
         await self._db.execute("UPDATE mfa_sessions SET window_until = ? WHERE token_hash = ?",

@@ -26,7 +26,9 @@ async def login(request: web.Request) -> web.Response:
     previous = await current_session(request)
     if previous is not None:
         await service.sessions.end(previous)
-    step: LoginStep = (await service.command(service.app.login, body.email, body.password)).value
+    # The password step changes no view a client reads (only the lockout state), so no wait.
+    step: LoginStep = (await service.command(service.app.login, body.email, body.password,
+                                             settle=False)).value
     window = window_end(request) if step.next in _OPENS_WINDOW else None
     session = await service.sessions.create(step.user_id, step.next, window,
                                             service.clock.now())
@@ -39,8 +41,9 @@ async def second_factor(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
     session = await require(request, "second_factor")
     code = CodeBody.model_validate(await read_json(request)).code
+    # A TOTP code changes no view a client reads; a recovery code changes the count left.
     written = await service.command(service.app.verify_second_factor, session.user_id, code,
-                                    user_id=session.user_id)
+                                    user_id=session.user_id, settle=len(code) != 6)
     step: LoginStep = written.value
     window = window_end(request) if step.next in _OPENS_WINDOW else None
     session = await service.sessions.replace(session, step.next, window, service.clock.now())
