@@ -15,11 +15,14 @@ log = logging.getLogger(__name__)
 class LiveSessions:
     def __init__(self) -> None:
         self._sockets: defaultdict[str, set[web.WebSocketResponse]] = defaultdict(set)
+        # What each socket's bar shows now, so a page is told only of a change.
+        self._shown: dict[web.WebSocketResponse, tuple[Any, ...]] = {}
 
     def add(self, user_id: str, socket: web.WebSocketResponse) -> None:
         self._sockets[user_id].add(socket)
 
     def remove(self, user_id: str, socket: web.WebSocketResponse) -> None:
+        self._shown.pop(socket, None)
         sockets = self._sockets.get(user_id)
         if sockets is not None:
             sockets.discard(socket)
@@ -32,11 +35,21 @@ class LiveSessions:
     def has(self, user_id: str) -> bool:
         return user_id in self._sockets
 
-    async def send(self, user_id: str, message: dict[str, Any]) -> int:
+    async def send_banner(self, user_id: str, message: dict[str, Any]) -> int:
+        """Sends a banner to the user's pages whose bar it changes (a late, older event that
+        says what a page already shows is not repeated)."""
+        return await self.send(user_id, message, banner=True)
+
+    async def send(self, user_id: str, message: dict[str, Any], *, banner: bool = False) -> int:
         """Sends to every open page of the user; returns to how many."""
         data = orjson.dumps(message).decode()
+        shown = (message.get("show"), message.get("status"), message.get("required"))
         sent = 0
         for socket in list(self._sockets.get(user_id, ())):
+            if banner:
+                if self._shown.get(socket) == shown:
+                    continue
+                self._shown[socket] = shown
             if socket.closed:
                 self.remove(user_id, socket)
                 continue

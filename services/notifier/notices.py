@@ -59,7 +59,7 @@ class Notifier:
             last = self._positions.get(user_id)
             if last is None or event["position"] > last:
                 self._remember(self._positions, user_id, event["position"])
-                await self.live.send(user_id, banner_message(
+                await self.live.send_banner(user_id, banner_message(
                     state["status"], state["required"], event["position"]))
         notice = notice_for(event)
         if notice is not None:

@@ -50,8 +50,7 @@ def websocket_handler(live: LiveSessions, authenticate: Authenticate,
         await socket.prepare(request)
         live.add(viewer.user_id, socket)
         try:
-            await socket.send_str(orjson.dumps(
-                banner_message(viewer.status, viewer.required)).decode())
+            await live.send_banner(viewer.user_id, banner_message(viewer.status, viewer.required))
             async for message in socket:  # the page only listens; anything it sends is ignored
                 if message.type == WSMsgType.ERROR:
                     break

@@ -384,8 +384,7 @@ async def test_relayed_workload_follows_the_contract(
     assert {m["type"] for m in replayed} == set(EVENT_TYPES)
     by_id = {m["id"]: m for m in replayed}
     for message in messages:  # the live relay and a late one publish each event the same way
-        if message["type"] != "AccountCreated":  # (its state: see the xfail below)
-            assert message == by_id[message["id"]]
+        assert message == by_id[message["id"]]
     await caught_up(service)
 
 
@@ -423,10 +422,6 @@ def expected_states(log: list[tuple[int, str, Any]]) -> dict[int, UserState | No
     return after
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: services/mfa/relay.py UserStates._read reads the CURRENT MFA aggregate for a user "
-    "first met on an Account event (ProfileChanged, AccountCreated) after a relay restart or "
-    "lag, so that message's `state` is the user's later state, not the state right after it"))
 async def test_a_restarted_relay_publishes_the_state_right_after_each_event(
         service: Service, admin: Api, org: Org, clock: FrozenClock) -> None:
     """A relay resuming mid-log (restart, kill -9) publishes the same `state` as one that never
