@@ -288,11 +288,6 @@ async def test_grid_search_by_email_or_name_case_insensitive_with_literal_wildca
 async def test_grid_search_is_case_insensitive_beyond_ascii(admin: Api, database_url: str,
                                                             request: pytest.FixtureRequest,
                                                             ) -> None:
-    if database_url.startswith("sqlite"):
-        request.applymarker(pytest.mark.xfail(strict=True, reason=(
-            "BUG: on SQLite the grid search lowercases q in Python but the columns with "
-            "SQLite's ASCII-only lower(), so a name with a non-ASCII capital is not found even "
-            "when typed exactly as stored")))
     user = await new_user(admin, name="Émilie Ørsted")
     for q in ("Émilie", "émilie", "ÉMILIE", "ørsted", "ØRSTED"):
         rows = await whole_grid(admin, q=q)
@@ -442,10 +437,6 @@ async def test_reset_of_a_user_without_2fa_keeps_them_off(admin: Api, new_browse
     assert step == "setup_2fa"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: a session that used the last recovery code stays in the regenerate_codes state after "
-    "the admin's reset; regenerating now fails (409 two_factor_off) and everything else is "
-    "403 regenerate_codes_required, so the not-logged-out user can do nothing but log out"))
 async def test_reset_frees_a_session_waiting_to_regenerate_codes(
         admin: Api, new_browser, clock: FrozenClock) -> None:
     user, own, _, codes = await with_two_factor(admin, new_browser, clock)

@@ -102,9 +102,11 @@ async def state_at(admin: Api, user_id: str, at: datetime) -> tuple[str, bool, i
 
 async def test_audit_tenancy_and_roles(admin: Api, service: Service, new_browser) -> None:
     user = await create_user(admin)
-    other_org, _ = (await service.call(
+    written = await service.call(
         service.app.create_organization, "Other", "boss@other.example", "Boss",
-        "other-password-1", "support:test")).value
+        "other-password-1", "support:test")
+    await service.settle(written.position)
+    other_org, _ = written.value
     stranger = await new_browser()
     assert await stranger.login("boss@other.example", "other-password-1") == "done"
     theirs = await history(stranger)

@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def mfa(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "services.mfa.cli", *args],  # noqa: S603
+    return subprocess.run([sys.executable, "-m", "services.mfa.cli", *args],
                           cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=120, check=False)
 

@@ -57,6 +57,8 @@ class SqliteDatabase:
         conn = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None,
                                timeout=10)
         conn.row_factory = sqlite3.Row
+        # SQLite's own lower() knows only ASCII: search "Émilie" like PostgreSQL does.
+        conn.create_function("lower", 1, str.lower, deterministic=True)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA busy_timeout=10000")
         return conn

@@ -81,6 +81,12 @@ class SessionStore:
             self._hash(old.token))
         return Session(token, old.user_id, state, window_until, expires_at)
 
+    async def set_state(self, session: Session, state: str) -> Session:
+        await self._db.execute("UPDATE mfa_sessions SET state = ? WHERE token_hash = ?",
+                               state, self._hash(session.token))
+        return Session(session.token, session.user_id, state, session.window_until,
+                       session.expires_at)
+
     async def set_window(self, session: Session, window_until: float) -> Session:
         await self._db.execute("UPDATE mfa_sessions SET window_until = ? WHERE token_hash = ?",
                                window_until, self._hash(session.token))

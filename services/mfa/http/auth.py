@@ -14,6 +14,7 @@ from services.mfa.adapters.sessions import Session
 from services.mfa.domain.account import Account
 from services.mfa.http.context import SERVICE
 from services.mfa.http.errors import ApiError, forbidden, unauthenticated
+from services.mfa.projections import user_state
 
 COOKIE = "mfa_session"
 _SESSION = web.RequestKey("session", Session)
@@ -37,6 +38,8 @@ async def require(request: web.Request, *states: str) -> Session:
     session = await current_session(request)
     if session is None:
         raise unauthenticated()
+    if session.state in _RESTRICTED:
+        session = await _still_restricted(request, session)
     if session.state not in states:
         if session.state == "second_factor":
             raise unauthenticated("enter your second factor first")
@@ -44,6 +47,22 @@ async def require(request: web.Request, *states: str) -> Session:
             raise _RESTRICTED[session.state]
         raise forbidden("not available in this step of the login")
     return session
+
+
+async def _still_restricted(request: web.Request, session: Session) -> Session:
+    """A restriction holds only while its reason does: an admin's reset ends a forced
+    regeneration, lifting Required or configuring 2FA elsewhere ends a forced setup."""
+    service = request.app[SERVICE]
+    state = await user_state.read(service.db, session.user_id)
+    if state is None:
+        return session
+    forced_setup = state["required"] and state["status"] == "off"
+    if session.state == "setup_2fa" and forced_setup:
+        return session
+    if session.state == "regenerate_codes" and state["status"] == "on" and \
+            state["recovery_codes_left"] == 0:
+        return session
+    return await service.sessions.set_state(session, "setup_2fa" if forced_setup else "done")
 
 
 def require_window(request: web.Request, session: Session, *, setup: bool) -> None:

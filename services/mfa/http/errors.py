@@ -106,7 +106,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             raise
         code = _HTTP_CODES.get(e.status, "validation_error" if e.status < 500 else "internal")
         message = "body larger than 64 KiB" if e.status == 413 else e.reason
-        return error_response(ApiError(e.status, code, message))
+        allow = {"Allow": e.headers["Allow"]} if "Allow" in e.headers else None
+        return error_response(ApiError(e.status, code, message, allow))
     except Exception:
         # Log the traceback, never the request body (it may hold a password or a code).
         log.exception("unhandled error on %s %s", request.method, request.path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from services.mfa.http.errors import ApiError, Handler, forbidden
+from services.mfa.http.schemas import read_json
 
 MAX_BODY_BYTES = 64 * 1024
 
@@ -32,6 +33,9 @@ async def csrf_middleware(request: web.Request, handler: Handler) -> web.StreamR
         origin = request.headers.get("Origin")
         if origin is not None and origin != f"{request.scheme}://{request.host}":
             raise forbidden("cross-origin request refused")
+        # Every body is read (so a chunked one over 64 KiB is refused too) and must be a JSON
+        # object, also on calls that take no fields: bad input never acts.
+        await read_json(request)
     return await handler(request)
 
 
