@@ -35,7 +35,8 @@ def code_for_step(secret: str, step: int) -> str:
 
 
 def matching_step(secret: str, code: str, now: datetime, after_step: int) -> int | None:
-    """The step within the drift window whose code is `code`, if later than `after_step`.
+    """The latest step within the drift window whose code is `code`, if later than
+    `after_step`.
 
     Every candidate is compared in constant time and none is skipped early, so the time taken
     does not tell which step (if any) matched.
@@ -44,7 +45,9 @@ def matching_step(secret: str, code: str, now: datetime, after_step: int) -> int
     matched: int | None = None
     for step in range(current - DRIFT_STEPS, current + DRIFT_STEPS + 1):
         if hmac.compare_digest(code_for_step(secret, step), code) and step > after_step:
-            matched = step if matched is None else min(matched, step)
+            # The latest of the matching steps: when two steps of the window share a code,
+            # consuming the earlier one would let the same code in again for the later.
+            matched = step if matched is None else max(matched, step)
     return matched
 
 
