@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint bench clean
+.PHONY: install browser run test lint bench clean
 
 install: $(STAMP)
 
@@ -17,7 +17,11 @@ $(STAMP): pyproject.toml
 run: install
 	MFA_DEMO=$${MFA_DEMO:-1} $(BIN)/mfa serve
 
-test: install
+# Debian's Chromium for the browser tests (tests/e2e); nothing to do when it is there.
+browser:
+	@test -x /usr/bin/chromium || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }
+
+test: install browser
 	$(BIN)/pytest -q
 
 lint: install

@@ -72,6 +72,10 @@ def create_notifier_app(*, amqp_url: str, exchange: str, api_url: str,
             return web.json_response({"ready": False, "checks": {"bus": str(e)}}, status=503)
         return web.json_response({"ready": True, "checks": {"bus": "ok"}})
 
+    async def close_sockets(_: web.Application) -> None:
+        await live.close_all()  # before aiohttp waits for the socket handlers to end
+
+    app.on_shutdown.append(close_sockets)
     app.cleanup_ctx.append(resources)
     app.router.add_get("/ws", websocket_handler(live, authenticate, allowed_origins))
     app.router.add_get("/healthz", healthz)

@@ -33,11 +33,11 @@ def _user_id(request: web.Request) -> UUID:
         raise not_found("no such user") from None
 
 
-def _encode_cursor(row: dict[str, Any]) -> str:
+def encode_cursor(row: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(orjson.dumps([row["email"], row["user_id"]])).decode()
 
 
-def _decode_cursor(cursor: str) -> tuple[str, str]:
+def decode_cursor(cursor: str) -> tuple[str, str]:
     try:
         email, user_id = orjson.loads(base64.urlsafe_b64decode(cursor.encode()))
         if not isinstance(email, str) or not isinstance(user_id, str):
@@ -57,7 +57,7 @@ def parse_limit(raw: str | None) -> int:
     return int(raw)
 
 
-def _grid_query(request: web.Request, org_id: UUID) -> users_grid.GridQuery:
+def grid_query(request: web.Request, org_id: UUID) -> users_grid.GridQuery:
     params = request.query
     status = params.get("status") or None
     if status not in (None, "on", "off"):
@@ -72,16 +72,16 @@ def _grid_query(request: web.Request, org_id: UUID) -> users_grid.GridQuery:
     return users_grid.GridQuery(
         org_id=org_id, status=status,
         required=_BOOLEANS[required_raw] if required_raw else None, q=q,
-        after=_decode_cursor(cursor) if cursor else None, limit=parse_limit(params.get("limit")),
+        after=decode_cursor(cursor) if cursor else None, limit=parse_limit(params.get("limit")),
     )
 
 
 async def list_users(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
     _, admin = await require_admin(request)
-    users, more = await users_grid.page(service.db, _grid_query(request, admin.org_id))
+    users, more = await users_grid.page(service.db, grid_query(request, admin.org_id))
     return json_response({"users": users,
-                          "next_cursor": _encode_cursor(users[-1]) if more else None,
+                          "next_cursor": encode_cursor(users[-1]) if more else None,
                           "counts": await users_grid.counts(service.db, admin.org_id)})
 
 

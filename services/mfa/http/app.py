@@ -13,7 +13,7 @@ from services.mfa.adapters.passwords import Passwords
 from services.mfa.bootstrap import build_service, close_service, running
 from services.mfa.config import Settings
 from services.mfa.domain.clock import Clock
-from services.mfa.http import admin, audit, health, login, security
+from services.mfa.http import admin, audit, health, login, pages, security
 from services.mfa.http.context import SERVICE
 from services.mfa.http.errors import error_middleware
 from services.mfa.http.live import session_authenticator
@@ -66,9 +66,15 @@ def create_app(settings: Settings, *, clock: Clock | None = None,
         finally:
             await close_service(service)
 
+    async def close_sockets(_: web.Application) -> None:
+        # Before aiohttp waits for handlers to finish: an open page would hold shutdown ~1 min.
+        await live.close_all()
+
+    app.on_shutdown.append(close_sockets)
     app.cleanup_ctx.append(service_ctx)
-    for area in (login, security, admin, audit, health):
+    for area in (login, security, admin, audit, health, pages):
         app.add_routes(area.routes())
+    pages.setup_templates(app)
     if embedded:
         app.router.add_get("/ws", websocket_handler(live, authenticate,
                                                     settings.allowed_origins))

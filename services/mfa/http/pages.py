@@ -1,0 +1,273 @@
+"""The web pages: server-rendered screens of the help-center page, on top of the JSON API.
+
+Pages only read (the session, the account and the views); every change goes through the JSON
+API, called by the page's small script. A page needing a session sends the visitor to where their
+session state allows them to be: /login, the second step, the forced setup or regeneration.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+from uuid import UUID
+
+import aiohttp_jinja2
+import jinja2
+from aiohttp import web
+from yarl import URL
+
+from services.mfa.adapters.sessions import STATES, Session
+from services.mfa.domain.account import Account
+from services.mfa.http import admin
+from services.mfa.http.auth import require
+from services.mfa.http.context import SERVICE
+from services.mfa.http.errors import ApiError
+from services.mfa.projections import user_state, users_grid
+from services.mfa.web import STATIC, TEMPLATES
+
+# SPEC section 6: no inline script or style; the QR code is an image from a data: URI.
+PAGE_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+            "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+PAGE_SIZE = 20
+
+# Where each restricted session state may be, and nowhere else.
+_STATE_HOME = {
+    "second_factor": "/login/code",
+    "setup_2fa": "/account/security",
+    "regenerate_codes": "/account/recovery-codes",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Viewer:
+    session: Session
+    account: Account
+    two_factor: dict[str, Any]
+
+    @property
+    def is_admin(self) -> bool:
+        return self.account.role == "admin"
+
+
+def _home(session: Session, account: Account | None = None) -> str:
+    if session.state in _STATE_HOME:
+        return _STATE_HOME[session.state]
+    return "/settings/users" if account is not None and account.role == "admin" \
+        else "/account/security"
+
+
+async def _session(request: web.Request) -> Session | None:
+    """The visitor's session in its current state (the API's own rules decide when a forced
+    step no longer applies), or None."""
+    try:
+        return await require(request, *STATES)
+    except ApiError:
+        return None
+
+
+async def _two_factor(request: web.Request, user_id: UUID) -> dict[str, Any]:
+    service = request.app[SERVICE]
+    state = await user_state.read(service.db, user_id)
+    if state is None:  # created a moment ago and not projected yet: ask the aggregate
+        mfa = await service.call(service.app.mfa, user_id)
+        state = {"status": "on" if mfa.is_on else "off", "required": mfa.required,
+                 "recovery_codes_left": mfa.recovery_codes_left, "banner": mfa.banner}
+    return state
+
+
+async def _viewer(request: web.Request, *states: str) -> Viewer:
+    """The logged-in visitor, if their session may see this page; otherwise a redirect."""
+    session = await _session(request)
+    if session is None:
+        raise web.HTTPFound("/login")
+    service = request.app[SERVICE]
+    account = await service.call(service.app.account, session.user_id)
+    if session.state not in states:
+        raise web.HTTPFound(_home(session, account))
+    return Viewer(session, account, await _two_factor(request, session.user_id))
+
+
+def _render(request: web.Request, template: str, context: dict[str, Any],
+            status: int = 200) -> web.Response:
+    service = request.app[SERVICE]
+    context = {"server_now": service.clock.now().isoformat(), "issuer": service.settings.issuer,
+               **context}
+    response = aiohttp_jinja2.render_template(template, request, context, status=status)
+    response.headers["Content-Security-Policy"] = PAGE_CSP
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _layout(viewer: Viewer, section: str) -> dict[str, Any]:
+    """What the header and the notification bar of every logged-in page need."""
+    return {"viewer": viewer, "account": viewer.account, "two_factor": viewer.two_factor,
+            "section": section, "restricted": viewer.session.state != "done"}
+
+
+def _error(request: web.Request, viewer: Viewer, status: int, title: str,
+           message: str) -> web.Response:
+    return _render(request, "error.html",
+                   {**_layout(viewer, ""), "title": title, "message": message}, status)
+
+
+# ---- pages ------------------------------------------------------------------------------------
+
+async def root(request: web.Request) -> web.Response:
+    session = await _session(request)
+    if session is None:
+        raise web.HTTPFound("/login")
+    service = request.app[SERVICE]
+    raise web.HTTPFound(_home(session, await service.call(service.app.account, session.user_id)))
+
+
+async def login_page(request: web.Request) -> web.Response:
+    session = await _session(request)
+    if session is not None and session.state != "second_factor":
+        raise web.HTTPFound("/")
+    return _render(request, "login.html", {})
+
+
+async def second_step_page(request: web.Request) -> web.Response:
+    session = await _session(request)
+    if session is None:
+        raise web.HTTPFound("/login")
+    if session.state != "second_factor":
+        raise web.HTTPFound("/")
+    return _render(request, "login_code.html", {})
+
+
+async def security_page(request: web.Request) -> web.Response:
+    viewer = await _viewer(request, "done", "setup_2fa")
+    return _render(request, "security.html", {
+        **_layout(viewer, "account"),
+        "forced": viewer.session.state == "setup_2fa",
+        "window_seconds": request.app[SERVICE].settings.setup_window_seconds,
+    })
+
+
+async def recovery_codes_page(request: web.Request) -> web.Response:
+    viewer = await _viewer(request, "done", "regenerate_codes")
+    now = request.app[SERVICE].clock.now()
+    return _render(request, "recovery_codes.html", {
+        **_layout(viewer, "account"),
+        "forced": viewer.session.state == "regenerate_codes",
+        "window_open": viewer.session.window_open(now),
+    })
+
+
+async def _admin_viewer(request: web.Request) -> Viewer:
+    viewer = await _viewer(request, "done")
+    if not viewer.is_admin:
+        raise _NotAdmin(viewer)
+    return viewer
+
+
+class _NotAdmin(Exception):
+    def __init__(self, viewer: Viewer) -> None:
+        super().__init__("not an admin")
+        self.viewer = viewer
+
+
+def _forbidden(request: web.Request, error: _NotAdmin) -> web.Response:
+    return _error(request, error.viewer, 403, "You don't have access to this page",
+                  "Settings > Users is for your organization's administrators.")
+
+
+def _grid_link(params: dict[str, str], cursor: str | None, trail: list[str]) -> str:
+    query = {k: v for k, v in params.items() if v}
+    if cursor:
+        query["cursor"] = cursor
+    if trail:
+        query["trail"] = ".".join(trail)
+    return str(URL("/settings/users").with_query(query))
+
+
+async def users_page(request: web.Request) -> web.Response:
+    try:
+        viewer = await _admin_viewer(request)
+    except _NotAdmin as e:
+        return _forbidden(request, e)
+    service = request.app[SERVICE]
+    org_id = viewer.account.org_id
+    filters = {name: request.query.get(name, "").strip() for name in ("q", "status", "required")}
+    problem = None
+    try:
+        query = admin.grid_query(request, org_id)
+    except ApiError as e:
+        problem = f"Those filters could not be applied ({e.message})."
+        filters = {"q": "", "status": "", "required": ""}
+        query = users_grid.GridQuery(org_id=org_id)
+    if "limit" not in request.query:
+        query = dataclasses.replace(query, limit=PAGE_SIZE)
+    users, more = await users_grid.page(service.db, query)
+    counts = await users_grid.counts(service.db, org_id)
+    # Keyset pages: `trail` keeps the cursors of the pages before this one, for Previous.
+    cursor = request.query.get("cursor") if query.after is not None else None
+    trail = [c for c in request.query.get("trail", "").split(".") if c] if cursor else []
+    page_number = len(trail) + (2 if cursor else 1)
+    next_url = _grid_link(filters, admin.encode_cursor(users[-1]), [*trail, cursor]
+                          if cursor else []) if more and users else None
+    previous_url = None
+    if cursor:
+        previous_url = _grid_link(filters, trail[-1] if trail else None, trail[:-1])
+    return _render(request, "users.html", {
+        **_layout(viewer, "settings"), "users": users, "counts": counts, "filters": filters,
+        "problem": problem, "page_number": page_number, "next_url": next_url,
+        "previous_url": previous_url,
+        "filtered": any(filters.values()),
+    })
+
+
+async def new_user_page(request: web.Request) -> web.Response:
+    try:
+        viewer = await _admin_viewer(request)
+    except _NotAdmin as e:
+        return _forbidden(request, e)
+    return _render(request, "user_new.html", _layout(viewer, "settings"))
+
+
+async def user_page(request: web.Request) -> web.Response:
+    try:
+        viewer = await _admin_viewer(request)
+    except _NotAdmin as e:
+        return _forbidden(request, e)
+    service = request.app[SERVICE]
+    try:
+        user_id = UUID(request.match_info["user_id"])
+    except ValueError:
+        user_id = None
+    row = await users_grid.read(service.db, viewer.account.org_id, user_id) if user_id else None
+    if row is None or user_id is None:
+        return _error(request, viewer, 404, "User not found",
+                      "There is no such user in your organization.")
+    return _render(request, "user.html", {
+        **_layout(viewer, "settings"), "user": row,
+        "user_two_factor": await _two_factor(request, user_id),
+        "is_self": user_id == viewer.account.id,
+    })
+
+
+def routes() -> list[web.RouteDef]:
+    return [
+        web.get("/", root),
+        web.get("/login", login_page),
+        web.get("/login/code", second_step_page),
+        web.get("/account/security", security_page),
+        web.get("/account/recovery-codes", recovery_codes_page),
+        web.get("/settings/users", users_page),
+        web.get("/settings/users/new", new_user_page),
+        web.get("/settings/users/{user_id}", user_page),
+    ]
+
+
+def setup_templates(app: web.Application) -> None:
+    """Jinja2 with autoescaping, and the static files under /static/ (versioned URLs)."""
+    static = app.router.add_static("/static/", STATIC, name="static", append_version=True)
+
+    def asset(filename: str) -> str:
+        return str(static.url_for(filename=filename))  # versioned: append_version above
+
+    env = aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader(TEMPLATES),
+                               autoescape=jinja2.select_autoescape(default=True),
+                               undefined=jinja2.StrictUndefined, default_helpers=False)
+    env.globals["asset"] = asset
