@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import logging
 import re
 import sqlite3
 import threading
@@ -19,6 +20,7 @@ import asyncpg
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
+log = logging.getLogger(__name__)
 Statement = tuple[str, Sequence[Any]]
 
 
@@ -198,19 +200,42 @@ class PostgresDatabase:
     @contextlib.asynccontextmanager
     async def listening(self, channel: str, callback: Callable[[], None]) -> AsyncIterator[None]:
         """Calls `callback` on every NOTIFY on `channel` while the block runs. The event store
-        NOTIFYs in each insert transaction, so followers in other processes wake at once."""
-        conn = await self._pool.acquire()
-
-        def on_notify(*_: object) -> None:
-            callback()
-
+        NOTIFYs in each insert transaction, so followers in other processes wake at once. A lost
+        connection (PostgreSQL restarted) is replaced; followers poll in the meantime."""
+        stop = asyncio.Event()
+        task = asyncio.create_task(self._listen(channel, callback, stop), name="listen")
         try:
-            await conn.add_listener(channel, on_notify)
             yield
         finally:
-            with contextlib.suppress(Exception):
-                await conn.remove_listener(channel, on_notify)
-            await self._pool.release(conn)
+            stop.set()
+            await task
+
+    async def _listen(self, channel: str, callback: Callable[[], None],
+                      stop: asyncio.Event) -> None:
+        pause = 0.5
+        while not stop.is_set():
+            lost = asyncio.Event()
+            try:
+                conn = await self._pool.acquire()
+            except Exception:  # PostgreSQL away: try again, more slowly
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), pause)
+                pause = min(pause * 2, 10)
+                continue
+            try:
+                await conn.add_listener(channel, lambda *_: callback())
+                conn.add_termination_listener(lambda *_, lost=lost: lost.set())
+                callback()  # catch up with anything saved while nobody listened
+                pause = 0.5
+                waits = [asyncio.create_task(stop.wait()), asyncio.create_task(lost.wait())]
+                _, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                for waiting in pending:
+                    waiting.cancel()
+            except Exception:
+                log.debug("listening on %s failed; starting again", channel)
+            finally:
+                with contextlib.suppress(Exception):
+                    await self._pool.release(conn)
 
     async def close(self) -> None:
         await self._writers.close()
