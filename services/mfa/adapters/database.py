@@ -222,8 +222,11 @@ class PostgresDatabase:
                     await asyncio.wait_for(stop.wait(), pause)
                 pause = min(pause * 2, 10)
                 continue
+            def on_notify(*_: object) -> None:
+                callback()
+
             try:
-                await conn.add_listener(channel, lambda *_: callback())
+                await conn.add_listener(channel, on_notify)
                 conn.add_termination_listener(lambda *_, lost=lost: lost.set())
                 callback()  # catch up with anything saved while nobody listened
                 pause = 0.5
@@ -234,6 +237,8 @@ class PostgresDatabase:
             except Exception:
                 log.debug("listening on %s failed; starting again", channel)
             finally:
+                with contextlib.suppress(Exception):  # the pool does not reset connections
+                    await conn.remove_listener(channel, on_notify)
                 with contextlib.suppress(Exception):
                     await self._pool.release(conn)
 
