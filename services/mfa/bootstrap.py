@@ -25,7 +25,12 @@ from services.mfa.domain.clock import Clock, SystemClock
 from services.mfa.domain.lockout import LockoutPolicy
 from services.mfa.log_follower import LogFollower, create_tracking
 from services.mfa.projections.audit_log import AuditLogProjection
-from services.mfa.projections.runner import Projection, ProjectionRunner, create_tables
+from services.mfa.projections.runner import (
+    Projection,
+    ProjectionRunner,
+    ViewsFollower,
+    create_tables,
+)
 from services.mfa.projections.user_state import UserStateProjection
 from services.mfa.projections.users_grid import UsersGridProjection
 from services.mfa.relay import Relay
@@ -44,6 +49,7 @@ class Service:
     db: Database
     sessions: SessionStore
     projections: list[ProjectionRunner]
+    views: ViewsFollower
     relay: Relay
     bus: Bus
     executor: ThreadPoolExecutor
@@ -82,7 +88,7 @@ class Service:
 
     @property
     def followers(self) -> list[LogFollower]:
-        return [*self.projections, self.relay]
+        return [self.views, self.relay]
 
     def _lock_for(self, user_id: UUID) -> asyncio.Lock:
         lock = self._user_locks.get(user_id)
@@ -138,7 +144,8 @@ async def build_service(settings: Settings, *, clock: Clock | None = None,
         await follower.load_position()
     sessions = SessionStore(db, derive_key(settings.secret_key, "sessions"),
                             settings.session_max_age_seconds)
-    return Service(settings, app, db, sessions, runners, relay, bus, executor, clock)
+    return Service(settings, app, db, sessions, runners, ViewsFollower(runners), relay, bus,
+                   executor, clock)
 
 
 @contextlib.asynccontextmanager
@@ -190,7 +197,7 @@ async def running(service: Service, *, projections: bool = False, relay: bool = 
                   sessions: bool = False) -> AsyncIterator[None]:
     """Background work in this process: projectors and relay (woken by every command here, by
     PostgreSQL's NOTIFY for other processes' events, else by polling), and the session purge."""
-    followers: list[LogFollower] = [*service.projections] if projections else []
+    followers: list[LogFollower] = [service.views] if projections else []
     if relay:
         followers.append(service.relay)
     runs = [asyncio.create_task(f.run(), name=f"follow-{f.name}") for f in followers]

@@ -75,12 +75,15 @@ class LogFollower:
         if not notifications:
             return 0
         if await self.handle(notifications, start):
-            self.position = notifications[-1].id
-            async with self._advanced:
-                self._advanced.notify_all()
+            await self.advanced_to(notifications[-1].id)
         else:
             await self.load_position()
         return len(notifications)
+
+    async def advanced_to(self, position: int) -> None:
+        self.position = max(self.position, position)
+        async with self._advanced:
+            self._advanced.notify_all()
 
     async def catch_up(self) -> int:
         total = 0

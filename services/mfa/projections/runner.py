@@ -39,6 +39,13 @@ class ProjectionRunner(LogFollower):
         super().__init__(app, db, **options)
         self.projection = projection
         self.name = projection.name
+        self.driven_by: LogFollower | None = None  # a ViewsFollower running it with others
+
+    def kick(self) -> None:
+        if self.driven_by is not None:
+            self.driven_by.kick()
+        else:
+            super().kick()
 
     async def handle(self, notifications: Sequence[Notification], start: int) -> bool:
         events = [(self.app.mapper.to_domain_event(n), n.id) for n in notifications]
@@ -51,7 +58,7 @@ class ProjectionRunner(LogFollower):
             statements.extend(self.projection.statements(event, position))
         if not await self.db.transaction(statements):
             return False
-        self.position = events[-1][1]
+        await self.advanced_to(events[-1][1])
         return True
 
     async def rebuild(self) -> int:
@@ -67,6 +74,49 @@ class ProjectionRunner(LogFollower):
         statements += [(f"DELETE FROM {table}", ()) for table in self.projection.tables]  # noqa: S608
         await self.db.transaction(statements)
         self.position = 0
+
+
+class ViewsFollower(LogFollower):
+    """Follows the log for several views at once: each batch is read and decoded once, then
+    applied to every view concurrently, each view in its own transaction with its own tracking
+    position (so each stays exactly-once and can be rebuilt alone)."""
+
+    name = "views"
+
+    def __init__(self, runners: Sequence[ProjectionRunner], **options: Any) -> None:
+        super().__init__(runners[0].app, runners[0].db, **options)
+        self.runners = list(runners)
+        for runner in self.runners:
+            runner.driven_by = self
+
+    async def load_position(self) -> int:
+        for runner in self.runners:
+            await runner.load_position()
+        self.position = min(runner.position for runner in self.runners)
+        return self.position
+
+    async def handle(self, notifications: Sequence[Notification], start: int) -> bool:
+        events = [(self.app.mapper.to_domain_event(n), n.id) for n in notifications]
+
+        async def apply(runner: ProjectionRunner) -> None:
+            behind = [(event, position) for event, position in events
+                      if position > runner.position]
+            if behind and not await runner.apply(behind, runner.position):
+                await runner.load_position()  # another process moved it: take it from there
+
+        await asyncio.gather(*(apply(runner) for runner in self.runners))
+        # A view left behind (reset by a rebuild elsewhere): resume from the slowest view.
+        return all(runner.position >= notifications[-1].id for runner in self.runners)
+
+    async def run(self) -> None:
+        for runner in self.runners:
+            runner.running = True  # their wait_for listens for this loop, not the table
+        try:
+            await super().run()
+        finally:
+            for runner in self.runners:
+                runner.running = False
+
 
 
 async def rebuild_all(runners: Sequence[ProjectionRunner], batch_size: int = 2000,
