@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, Protocol, cast
 
 import aio_pika
@@ -84,6 +84,7 @@ class RabbitBus:
         self.publish_timeout = publish_timeout
         self.prefetch = prefetch
         self._connection: AbstractRobustConnection | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
         self._exchange: aio_pika.abc.AbstractExchange | None = None
 
     async def connect(self, max_wait_seconds: float = 30.0) -> RabbitBus:
@@ -150,6 +151,18 @@ class RabbitBus:
             await message.ack()
 
         await queue.consume(on_message)
+
+    def on_reconnect(self, callback: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Runs `callback` after each reconnection: events published while a subscriber's
+        queue was gone never reach it, so it may need to catch up by other means."""
+        assert self._connection is not None, "connect() first"
+
+        def reconnected(*_: Any) -> None:
+            task: asyncio.Task[None] = asyncio.get_running_loop().create_task(callback())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+        self._connection.reconnect_callbacks.add(reconnected)
 
     async def ping(self) -> None:
         if self._connection is None or self._connection.is_closed:

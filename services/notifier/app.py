@@ -7,6 +7,7 @@ also gives the state sent on connect.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import AsyncIterator, Collection
 
@@ -17,8 +18,9 @@ from contracts.bus import Bus, RabbitBus
 from contracts.http import SESSION_COOKIE
 from services.notifier.live_sessions import LiveSessions
 from services.notifier.notices import Notifier
-from services.notifier.websocket import Authenticate, Viewer, websocket_handler
+from services.notifier.websocket import Authenticate, Viewer, refresh_all, websocket_handler
 
+log = logging.getLogger(__name__)
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 LIVE = web.AppKey("live", LiveSessions)
 NOTIFIER = web.AppKey("notifier", Notifier)
@@ -54,6 +56,12 @@ def create_notifier_app(*, amqp_url: str, exchange: str, api_url: str,
         bus = await RabbitBus(amqp_url, exchange).connect()
         app[BUS] = bus
         await bus.subscribe(notifier.handle)
+
+        async def catch_up() -> None:
+            log.info("bus reconnected: %d open pages checked",
+                     await refresh_all(live, authenticate))
+
+        bus.on_reconnect(catch_up)
         yield
         await live.close_all()
         await bus.close()

@@ -17,12 +17,20 @@ class LiveSessions:
         self._sockets: defaultdict[str, set[web.WebSocketResponse]] = defaultdict(set)
         # What each socket's bar shows now, so a page is told only of a change.
         self._shown: dict[web.WebSocketResponse, tuple[Any, ...]] = {}
+        # The session token each socket was opened with, to check it again later.
+        self._tokens: dict[web.WebSocketResponse, str] = {}
 
-    def add(self, user_id: str, socket: web.WebSocketResponse) -> None:
+    def add(self, user_id: str, socket: web.WebSocketResponse, token: str = "") -> None:
         self._sockets[user_id].add(socket)
+        self._tokens[socket] = token
+
+    def tokens(self) -> list[tuple[str, web.WebSocketResponse, str]]:
+        return [(user_id, socket, self._tokens.get(socket, ""))
+                for user_id, sockets in self._sockets.items() for socket in sockets]
 
     def remove(self, user_id: str, socket: web.WebSocketResponse) -> None:
         self._shown.pop(socket, None)
+        self._tokens.pop(socket, None)
         sockets = self._sockets.get(user_id)
         if sockets is not None:
             sockets.discard(socket)
@@ -35,17 +43,20 @@ class LiveSessions:
     def has(self, user_id: str) -> bool:
         return user_id in self._sockets
 
-    async def send_banner(self, user_id: str, message: dict[str, Any]) -> int:
-        """Sends a banner to the user's pages whose bar it changes (a late, older event that
-        says what a page already shows is not repeated)."""
-        return await self.send(user_id, message, banner=True)
+    async def send_banner(self, user_id: str, message: dict[str, Any],
+                          only: web.WebSocketResponse | None = None) -> int:
+        """Sends a banner to the user's pages (or `only` that one) whose bar it changes (a
+        late, older event that says what a page already shows is not repeated)."""
+        return await self.send(user_id, message, banner=True, only=only)
 
-    async def send(self, user_id: str, message: dict[str, Any], *, banner: bool = False) -> int:
-        """Sends to every open page of the user; returns to how many."""
+    async def send(self, user_id: str, message: dict[str, Any], *, banner: bool = False,
+                   only: web.WebSocketResponse | None = None) -> int:
+        """Sends to every open page of the user (or `only` that one); returns to how many."""
         data = orjson.dumps(message).decode()
         shown = (message.get("show"), message.get("status"), message.get("required"))
         sent = 0
-        for socket in list(self._sockets.get(user_id, ())):
+        sockets = [only] if only is not None else list(self._sockets.get(user_id, ()))
+        for socket in sockets:
             if banner:
                 if self._shown.get(socket) == shown:
                     continue

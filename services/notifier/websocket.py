@@ -48,9 +48,10 @@ def websocket_handler(live: LiveSessions, authenticate: Authenticate,
             return _refuse(401, "unauthenticated", "log in first")
         socket = web.WebSocketResponse(heartbeat=30)
         await socket.prepare(request)
-        live.add(viewer.user_id, socket)
+        live.add(viewer.user_id, socket, token or "")
         try:
-            await live.send_banner(viewer.user_id, banner_message(viewer.status, viewer.required))
+            await live.send_banner(viewer.user_id,
+                                   banner_message(viewer.status, viewer.required), only=socket)
             async for message in socket:  # the page only listens; anything it sends is ignored
                 if message.type == WSMsgType.ERROR:
                     break
@@ -59,3 +60,19 @@ def websocket_handler(live: LiveSessions, authenticate: Authenticate,
         return socket
 
     return handler
+
+
+async def refresh_all(live: LiveSessions, authenticate: Authenticate) -> int:
+    """Checks every open socket's session again and sends its current state where the bar
+    shows something else (after a bus outage, say); a socket whose session ended is closed.
+    Returns how many sockets were checked."""
+    checked = 0
+    for user_id, socket, token in live.tokens():
+        viewer = await authenticate(token) if token else None
+        if viewer is None:
+            await socket.close(code=4401, message=b"session ended")
+            continue
+        await live.send_banner(user_id, banner_message(viewer.status, viewer.required),
+                               only=socket)
+        checked += 1
+    return checked

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from contracts.bus import Bus
+from contracts.bus import Bus, RabbitBus
 from services.mfa.adapters.passwords import Passwords
 from services.mfa.bootstrap import build_service, close_service, running
 from services.mfa.config import Settings
@@ -24,7 +24,7 @@ from services.mfa.http.middleware import (
 )
 from services.notifier.live_sessions import LiveSessions
 from services.notifier.notices import Notifier
-from services.notifier.websocket import Viewer, websocket_handler
+from services.notifier.websocket import Authenticate, Viewer, refresh_all, websocket_handler
 
 LIVE = web.AppKey("live", LiveSessions)
 NOTIFIER = web.AppKey("notifier", Notifier)
@@ -57,6 +57,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None,
                 notifier = Notifier(live)
                 app[NOTIFIER] = notifier
                 await service.bus.subscribe(notifier.handle)
+                if isinstance(service.bus, RabbitBus):
+                    service.bus.on_reconnect(lambda: _refresh(live, authenticate))
                 async with running(service, projections=True, relay=True, sessions=True):
                     yield
                 await live.close_all()
@@ -79,3 +81,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None,
         app.router.add_get("/ws", websocket_handler(live, authenticate,
                                                     settings.allowed_origins))
     return app
+
+
+async def _refresh(live: LiveSessions, authenticate: Authenticate) -> None:
+    await refresh_all(live, authenticate)
