@@ -123,7 +123,13 @@ class RabbitBus:
                 await exchange.publish(encode(event), routing_key(event["type"]),
                                        mandatory=False, timeout=self.publish_timeout)
 
-        await asyncio.gather(*(in_order(chain) for chain in by_user.values()))
+        # Every chain ends before a failure is raised: none may still be publishing while the
+        # relay retries the batch, or a user's events could overtake each other.
+        outcomes = await asyncio.gather(*(in_order(chain) for chain in by_user.values()),
+                                        return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
 
     async def subscribe(self, handler: Handler) -> None:
         assert self._connection is not None, "connect() first"
