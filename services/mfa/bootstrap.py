@@ -99,10 +99,6 @@ class Service:
             lock = self._user_locks[user_id] = asyncio.Lock()
         return lock
 
-    @property
-    def lockout(self) -> LockoutPolicy:
-        return self.app.lockout
-
 
 async def connect_bus(settings: Settings) -> Bus:
     """RabbitMQ when MFA_AMQP_URL is set, else the in-process bus of the embedded deployment."""

@@ -40,9 +40,6 @@ class LiveSessions:
     def count(self) -> int:
         return sum(len(sockets) for sockets in self._sockets.values())
 
-    def has(self, user_id: str) -> bool:
-        return user_id in self._sockets
-
     async def send_banner(self, user_id: str, message: dict[str, Any],
                           only: web.WebSocketResponse | None = None) -> int:
         """Sends a banner to the user's pages (or `only` that one) whose bar it changes (a

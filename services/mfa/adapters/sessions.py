@@ -87,12 +87,6 @@ class SessionStore:
         return Session(session.token, session.user_id, state, session.window_until,
                        session.expires_at)
 
-    async def set_window(self, session: Session, window_until: float) -> Session:
-        await self._db.execute("UPDATE mfa_sessions SET window_until = ? WHERE token_hash = ?",
-                               window_until, self._hash(session.token))
-        return Session(session.token, session.user_id, session.state, window_until,
-                       session.expires_at)
-
     async def end(self, session: Session) -> None:
         await self._db.execute("DELETE FROM mfa_sessions WHERE token_hash = ?",
                                self._hash(session.token))

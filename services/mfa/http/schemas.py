@@ -86,10 +86,6 @@ class UserChangeBody(Body):
     two_factor_required: bool | None = None
 
 
-class EmptyBody(Body):
-    pass
-
-
 async def read_json(request: web.Request) -> dict[str, Any]:
     """The body as a JSON object; an empty body counts as `{}`."""
     raw = await request.read()
@@ -102,8 +98,3 @@ async def read_json(request: web.Request) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise validation_error("the body must be a JSON object")
     return data
-
-
-def as_code(value: str) -> str:
-    return CodeBody(code=value).code
-
