@@ -51,11 +51,11 @@ class UserStateProjection:
 
     @statements.register
     def _(self, e: MFA.TotpAccepted, position: int) -> list[Statement]:
-        return [_set(e, "locked_until = NULL")]
+        return [_unlock(e)]
 
     @statements.register
     def _(self, e: MFA.PasswordAccepted, position: int) -> list[Statement]:
-        return [_set(e, "locked_until = NULL")] if e.completes_login else []
+        return [_unlock(e)] if e.completes_login else []
 
     @statements.register
     def _(self, e: MFA.SecondFactorRejected, position: int) -> list[Statement]:
@@ -70,6 +70,12 @@ class UserStateProjection:
     @statements.register(MFA.TwoFactorDisabled)
     def _(self, e: MFA.Event, position: int) -> list[Statement]:
         return [_set(e, "status = 'off', recovery_codes_left = 0")]
+
+
+def _unlock(event: Any) -> Statement:
+    """A success clears the lockout; most logins have none, and then no row is rewritten."""
+    return ("UPDATE mfa_user_state SET locked_until = NULL"
+            " WHERE user_id = ? AND locked_until IS NOT NULL", (str(event.user_id),))
 
 
 def _set(event: Any, assignments: str, *values: Any) -> Statement:
