@@ -20,7 +20,7 @@ from services.mfa.application import (
     Written,
 )
 from services.mfa.domain import totp
-from services.mfa.domain.account import Account, EmailIndex, Organization
+from services.mfa.domain.account import Account, EmailIndex, Organization, normalize_email
 from services.mfa.domain.clock import FrozenClock
 from services.mfa.domain.errors import (
     AccountNotFound,
@@ -170,6 +170,27 @@ def test_aggregate_kinds_are_not_confused(app: MfaApplication, org: tuple[UUID, 
     assert isinstance(app.repository.get(org_id), Organization)
     assert isinstance(app.repository.get(admin_id), Account)
     assert isinstance(app.repository.get(EmailIndex.id_for("admin@example.com")), EmailIndex)
+
+
+def test_email_normalization_and_index() -> None:
+    assert normalize_email("  Bob@Example.COM ") == "bob@example.com"
+    assert EmailIndex.id_for("Bob@Example.COM") == EmailIndex.id_for(" bob@example.com")
+    assert EmailIndex.id_for("bob@example.com") != EmailIndex.id_for("bob2@example.com")
+
+
+def test_profile_changes_are_recorded_only_when_they_change(app: MfaApplication,
+                                                           org: tuple[UUID, UUID]) -> None:
+    org_id, _ = org
+    bob = add_user(app, org_id)
+    before = last_position(app)
+    app.update_user(org_id, bob, "Bob", "client", False, "admin:t")
+    assert last_position(app) == before
+    app.update_user(org_id, bob, "Robert", "admin", None, "admin:t")
+    account = app.account(bob)
+    assert (account.name, account.role) == ("Robert", "admin")
+    changed = list(app.events.get(bob))[-1]
+    assert type(changed).__name__ == "ProfileChanged"
+    assert (changed.actor, changed.org_id, changed.user_id) == ("admin:t", org_id, bob)
 
 
 # ---- login ---------------------------------------------------------------------------------

@@ -8,8 +8,8 @@ from uuid import uuid4
 
 import pytest
 
-from services.mfa.domain import recovery_codes, totp
-from services.mfa.domain.clock import FrozenClock
+from services.mfa.domain import errors, recovery_codes, totp
+from services.mfa.domain.clock import FrozenClock, SystemClock
 from services.mfa.domain.errors import (
     InvalidCode,
     LockedOut,
@@ -21,6 +21,7 @@ from services.mfa.domain.errors import (
 from services.mfa.domain.lockout import LockoutPolicy
 from services.mfa.domain.mfa import MFA, mfa_id
 from tests.unit.support import (
+    START,
     WINDOW,
     code_at,
     enroll,
@@ -124,6 +125,18 @@ def test_confirm_without_enrollment(clock: FrozenClock) -> None:
     with pytest.raises(NoEnrollmentInProgress):
         mfa.confirm_enrollment("123456", recovery_codes.new_set(), clock.now(), "u")
     assert event_names(mfa) == ["MfaCreated"]
+
+
+def test_a_second_confirm_issues_no_second_set(clock: FrozenClock) -> None:
+    mfa = new_mfa(clock)
+    _, codes = enroll(mfa, clock)
+    secret = mfa.secret
+    assert secret is not None
+    with pytest.raises(NoEnrollmentInProgress):
+        mfa.confirm_enrollment(code_at(secret, clock, 1), recovery_codes.new_set(), clock.now(),
+                               "u")
+    assert mfa.codes == codes
+    assert event_names(mfa) == ["MfaCreated", "EnrollmentStarted", "TotpConfirmed"]
 
 
 def test_confirm_after_the_window(clock: FrozenClock) -> None:
@@ -313,3 +326,29 @@ def test_replaying_the_events_gives_the_same_state(clock: FrozenClock) -> None:
     assert state(replay(events)) == state(mfa)
     mfa.reset(clock.now(), "admin:a")
     assert state(replay(list(mfa.pending_events))) == state(mfa)
+
+
+# ---- errors and the clock ------------------------------------------------------------------
+
+
+def test_every_refusal_is_a_domain_error() -> None:
+    refusals = [errors.InvalidCredentials, errors.InvalidCode, errors.NoEnrollmentInProgress,
+                errors.SetupWindowExpired, errors.TwoFactorNotOn,
+                errors.TwoFactorRequired, errors.EmailAlreadyUsed, errors.AccountNotFound]
+    for refusal in refusals:
+        assert issubclass(refusal, errors.DomainError)
+    until = START + timedelta(seconds=30)
+    locked = errors.LockedOut(until)
+    assert isinstance(locked, errors.DomainError)
+    assert locked.until == until and until.isoformat() in str(locked)
+
+
+def test_frozen_clock_moves_only_when_told() -> None:
+    clock = FrozenClock(START)
+    assert clock.now() == START and clock.now() == START
+    clock.advance(30.5)
+    assert clock.now() == START + timedelta(seconds=30.5)
+    clock.set(START)
+    assert clock.now() == START
+    assert FrozenClock().now().tzinfo is not None
+    assert SystemClock().now().tzinfo is not None
