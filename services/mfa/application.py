@@ -26,6 +26,7 @@ from services.mfa.domain.errors import (
     DomainError,
     EmailAlreadyUsed,
     InvalidCredentials,
+    InvalidRole,
     TwoFactorNotOn,
 )
 from services.mfa.domain.lockout import LockoutPolicy
@@ -143,8 +144,12 @@ class MfaApplication(Application[UUID]):
         return account
 
     def mfa(self, user_id: UUID) -> MFA:
-        mfa: Aggregate = self.repository.get(mfa_id(user_id))
-        assert isinstance(mfa, MFA)
+        try:
+            mfa: Aggregate = self.repository.get(mfa_id(user_id))
+        except AggregateNotFoundError:
+            raise AccountNotFound() from None
+        if not isinstance(mfa, MFA):
+            raise AccountNotFound()
         return mfa
 
     def user_id_for(self, email: str) -> UUID:
@@ -279,7 +284,10 @@ class MfaApplication(Application[UUID]):
 
     def _update(self, aggregate_id: UUID, command: Callable[[Any], T]) -> Written:
         for _ in range(MAX_ATTEMPTS):
-            aggregate: Any = self.repository.get(aggregate_id)
+            try:
+                aggregate: Any = self.repository.get(aggregate_id)
+            except AggregateNotFoundError:
+                raise AccountNotFound() from None
             try:
                 value = command(aggregate)
             except DomainError:
@@ -323,7 +331,8 @@ class MfaApplication(Application[UUID]):
     def _new_user(self, org_id: UUID, email: str, name: str, role: str, password: str,
                   required: bool, by: str, now: datetime,
                   ) -> Sequence[Any]:
-        assert role in ROLES
+        if role not in ROLES:  # the HTTP layer checks too; this holds under python -O as well
+            raise InvalidRole(role)
         user_id = uuid4()
         email = normalize_email(email)
         account = Account._create(

@@ -45,5 +45,9 @@ class EmailAlreadyUsed(DomainError):
     """Another account has this email."""
 
 
+class InvalidRole(DomainError):
+    """A role other than client or admin."""
+
+
 class AccountNotFound(DomainError):
     """No such user (or organization) for the caller."""

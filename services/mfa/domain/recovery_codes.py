@@ -20,6 +20,6 @@ def find_unused(codes: list[str], used: list[bool], code: str) -> int | None:
     """Index of the unused code equal to `code`; every code is compared, in constant time."""
     found: int | None = None
     for index, candidate in enumerate(codes):
-        if hmac.compare_digest(candidate, code) and not used[index]:
+        if hmac.compare_digest(candidate.encode(), code.encode()) and not used[index]:
             found = index
     return found

@@ -44,7 +44,9 @@ def matching_step(secret: str, code: str, now: datetime, after_step: int) -> int
     current = step_at(now)
     matched: int | None = None
     for step in range(current - DRIFT_STEPS, current + DRIFT_STEPS + 1):
-        if hmac.compare_digest(code_for_step(secret, step), code) and step > after_step:
+        # Bytes: compare_digest refuses non-ASCII str, and a code is a client's input.
+        same = hmac.compare_digest(code_for_step(secret, step).encode(), code.encode())
+        if same and step > after_step:
             # The latest of the matching steps: when two steps of the window share a code,
             # consuming the earlier one would let the same code in again for the later.
             matched = step if matched is None else max(matched, step)

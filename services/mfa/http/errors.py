@@ -58,6 +58,7 @@ _DOMAIN: dict[type[domain.DomainError], tuple[int, str, str]] = {
                                "your administrator requires 2FA: it cannot be disabled"),
     domain.EmailAlreadyUsed: (409, "email_taken", "another account has this email"),
     domain.AccountNotFound: (404, "not_found", "no such user"),
+    domain.InvalidRole: (400, "validation_error", "role: 'client' or 'admin'"),
 }
 
 
