@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, TypeVar, cast
 from uuid import UUID, uuid4
 
@@ -33,6 +33,7 @@ from services.mfa.domain.lockout import LockoutPolicy
 from services.mfa.domain.mfa import MFA, mfa_id
 
 T = TypeVar("T")
+A = TypeVar("A", bound=Aggregate)
 MAX_ATTEMPTS = 30
 
 
@@ -126,39 +127,26 @@ class MfaApplication(Application[UUID]):
         return self.reset_two_factor(account.org_id, account.id, actor("support", operator))
 
     def organization(self, org_id: UUID) -> Organization:
-        try:
-            org: Aggregate = self.repository.get(org_id)
-        except AggregateNotFoundError:
-            raise AccountNotFound() from None
-        if not isinstance(org, Organization):
-            raise AccountNotFound()
-        return org
+        return self._get(org_id, Organization)
 
     def account(self, user_id: UUID) -> Account:
-        try:
-            account: Aggregate = self.repository.get(user_id)
-        except AggregateNotFoundError:
-            raise AccountNotFound() from None
-        if not isinstance(account, Account):
-            raise AccountNotFound()
-        return account
+        return self._get(user_id, Account)
 
     def mfa(self, user_id: UUID) -> MFA:
-        try:
-            mfa: Aggregate = self.repository.get(mfa_id(user_id))
-        except AggregateNotFoundError:
-            raise AccountNotFound() from None
-        if not isinstance(mfa, MFA):
-            raise AccountNotFound()
-        return mfa
+        return self._get(mfa_id(user_id), MFA)
 
     def user_id_for(self, email: str) -> UUID:
+        return self._get(EmailIndex.id_for(email), EmailIndex).user_id
+
+    def _get(self, aggregate_id: UUID, kind: type[A]) -> A:
+        """The aggregate of that kind, or AccountNotFound (also for an id of another kind)."""
         try:
-            index: Aggregate = self.repository.get(EmailIndex.id_for(email))
+            aggregate: Aggregate = self.repository.get(aggregate_id)
         except AggregateNotFoundError:
             raise AccountNotFound() from None
-        assert isinstance(index, EmailIndex)
-        return index.user_id
+        if not isinstance(aggregate, kind):
+            raise AccountNotFound()
+        return aggregate
 
     def mfa_at(self, user_id: UUID, at: datetime) -> MFA | None:
         """Time travel: the user's MFA aggregate after every event at or before `at` (None if it
@@ -180,27 +168,17 @@ class MfaApplication(Application[UUID]):
     def login(self, email: str, password: str) -> Written:
         """F3 step 1. Unknown emails cost the same argon2 time as wrong passwords."""
         try:
-            account: Account | None = self.account(self.user_id_for(email))
+            account = self.account(self.user_id_for(email))
         except AccountNotFound:
-            account = None
-        if account is None:
             self.passwords.verify(None, password)
-            raise InvalidCredentials()
-        by = actor("user", account.id)
-        self._refuse_if_locked(account.id, by)  # before argon2: a locked account costs no hash
-        right = self.passwords.verify(account.password_hash, password)
+            raise InvalidCredentials() from None
 
-        def attempt(mfa: MFA) -> LoginStep:
-            now = self.clock.now()
-            mfa.refuse_if_locked("password", now, by)
-            if not right:
-                mfa.reject_password(self.lockout, now, by)
-            mfa.accept_password("login", now, by)
+        def next_step(mfa: MFA) -> LoginStep:
             if mfa.is_on:
                 return LoginStep(account.id, "second_factor")
             return LoginStep(account.id, "setup_2fa" if mfa.required else "done")
 
-        return self._update(mfa_id(account.id), attempt)
+        return self._password_attempt(account, password, "login", next_step)
 
     def verify_second_factor(self, user_id: UUID, code: str) -> Written:
         """F3 step 2: a 6-digit TOTP code or an 8-digit recovery code, each accepted once."""
@@ -215,19 +193,25 @@ class MfaApplication(Application[UUID]):
 
     def reauthenticate(self, user_id: UUID, password: str) -> Written:
         """Opens the 10-minute window (kept in the session); wrong passwords count as failures."""
-        account = self.account(user_id)
-        by = actor("user", user_id)
-        self._refuse_if_locked(user_id, by)
+        return self._password_attempt(self.account(user_id), password, "reauthenticate",
+                                      lambda _mfa: None)
+
+    def _password_attempt(self, account: Account, password: str, purpose: str,
+                          then: Callable[[MFA], T]) -> Written:
+        """A password check, recorded either way; `then` gives the result of a right one."""
+        by = actor("user", account.id)
+        self._refuse_if_locked(account.id, by)  # before argon2: a locked account costs no hash
         right = self.passwords.verify(account.password_hash, password)
 
-        def attempt(mfa: MFA) -> None:
+        def attempt(mfa: MFA) -> T:
             now = self.clock.now()
             mfa.refuse_if_locked("password", now, by)
             if not right:
                 mfa.reject_password(self.lockout, now, by)
-            mfa.accept_password("reauthenticate", now, by)
+            mfa.accept_password(purpose, now, by)
+            return then(mfa)
 
-        return self._update(mfa_id(user_id), attempt)
+        return self._update(mfa_id(account.id), attempt)
 
     # ---- My account > Security ---------------------------------------------------------------
 
@@ -345,6 +329,3 @@ class MfaApplication(Application[UUID]):
         mfa = MFA._create(MFA.MfaCreated, id=mfa_id(user_id), user_id=user_id, org_id=org_id,
                           actor=by, required=required, timestamp=now)
         return account, index, mfa
-
-    def window_end(self, seconds: int) -> datetime:
-        return self.clock.now() + timedelta(seconds=seconds)
