@@ -24,6 +24,7 @@ from services.mfa.config import Settings
 from services.mfa.domain.clock import Clock, SystemClock
 from services.mfa.domain.lockout import LockoutPolicy
 from services.mfa.log_follower import LogFollower, create_tracking
+from services.mfa.projections import user_state
 from services.mfa.projections.audit_log import AuditLogProjection
 from services.mfa.projections.runner import (
     Projection,
@@ -85,6 +86,15 @@ class Service:
     async def settle(self, position: int) -> None:
         if position:
             await asyncio.gather(*(runner.wait_for(position) for runner in self.projections))
+
+    async def two_factor(self, user_id: UUID) -> dict[str, Any]:
+        """The user's 2FA state as shown (GET /api/me, pages, sockets): the per-user view, or
+        the aggregate itself while the view has not applied the user's creation yet."""
+        state = await user_state.read(self.db, user_id)
+        if state is None:
+            mfa = await self.call(self.app.mfa, user_id)
+            state = mfa.shown_state()
+        return state
 
     @property
     def followers(self) -> list[LogFollower]:

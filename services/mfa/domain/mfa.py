@@ -8,7 +8,7 @@ when the command raises.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate
@@ -66,6 +66,16 @@ class MFA(Aggregate):
     @property
     def is_on(self) -> bool:
         return self.secret is not None
+
+    @property
+    def status(self) -> Literal["on", "off"]:
+        """2FA Status as the users grid shows it."""
+        return "on" if self.is_on else "off"
+
+    def shown_state(self) -> dict[str, Any]:
+        """The `two_factor` object of GET /api/me."""
+        return {"status": self.status, "required": self.required,
+                "recovery_codes_left": self.recovery_codes_left, "banner": self.banner}
 
     @property
     def recovery_codes_left(self) -> int:

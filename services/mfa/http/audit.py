@@ -71,7 +71,7 @@ async def user_state(request: web.Request) -> web.Response:
         "at": iso(at),
         "user_id": str(user_id),
         "two_factor": {
-            "status": "on" if mfa.is_on else "off",
+            "status": mfa.status,
             "required": mfa.required,
             "recovery_codes_left": mfa.recovery_codes_left,
             "locked": mfa.is_locked(at),

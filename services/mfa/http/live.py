@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from services.mfa.bootstrap import Service
-from services.mfa.projections import user_state
 from services.notifier.websocket import Authenticate, Viewer
 
 
@@ -15,10 +14,7 @@ def session_authenticator(service: Service) -> Authenticate:
         session = await service.sessions.get(token, service.clock.now())
         if session is None or session.state == "second_factor":
             return None
-        state = await user_state.read(service.db, session.user_id)
-        if state is None:
-            mfa = await service.call(service.app.mfa, session.user_id)
-            return Viewer(str(session.user_id), "on" if mfa.is_on else "off", mfa.required)
+        state = await service.two_factor(session.user_id)
         return Viewer(str(session.user_id), state["status"], state["required"])
 
     return authenticate

@@ -22,7 +22,7 @@ from services.mfa.http import admin
 from services.mfa.http.auth import require
 from services.mfa.http.context import SERVICE
 from services.mfa.http.errors import ApiError
-from services.mfa.projections import user_state, users_grid
+from services.mfa.projections import users_grid
 from services.mfa.web import STATIC, TEMPLATES
 
 # SPEC section 6: no inline script or style; the QR code is an image from a data: URI.
@@ -65,16 +65,6 @@ async def _session(request: web.Request) -> Session | None:
         return None
 
 
-async def _two_factor(request: web.Request, user_id: UUID) -> dict[str, Any]:
-    service = request.app[SERVICE]
-    state = await user_state.read(service.db, user_id)
-    if state is None:  # created a moment ago and not projected yet: ask the aggregate
-        mfa = await service.call(service.app.mfa, user_id)
-        state = {"status": "on" if mfa.is_on else "off", "required": mfa.required,
-                 "recovery_codes_left": mfa.recovery_codes_left, "banner": mfa.banner}
-    return state
-
-
 async def _viewer(request: web.Request, *states: str) -> Viewer:
     """The logged-in visitor, if their session may see this page; otherwise a redirect."""
     session = await _session(request)
@@ -84,7 +74,7 @@ async def _viewer(request: web.Request, *states: str) -> Viewer:
     account = await service.call(service.app.account, session.user_id)
     if session.state not in states:
         raise web.HTTPFound(_home(session, account))
-    return Viewer(session, account, await _two_factor(request, session.user_id))
+    return Viewer(session, account, await request.app[SERVICE].two_factor(session.user_id))
 
 
 def _render(request: web.Request, template: str, context: dict[str, Any],
@@ -242,7 +232,7 @@ async def user_page(request: web.Request) -> web.Response:
                       "There is no such user in your organization.")
     return _render(request, "user.html", {
         **_layout(viewer, "settings"), "user": row,
-        "user_two_factor": await _two_factor(request, user_id),
+        "user_two_factor": await service.two_factor(user_id),
         "is_self": user_id == viewer.account.id,
     })
 

@@ -14,26 +14,19 @@ from services.mfa.http.context import SERVICE
 from services.mfa.http.errors import validation_error
 from services.mfa.http.responses import iso, json_response
 from services.mfa.http.schemas import CodeBody, PasswordBody, read_json
-from services.mfa.projections import user_state, users_grid
 
 
 async def me(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
     session = await require(request, "done", "setup_2fa", "regenerate_codes")
     account = await service.call(service.app.account, session.user_id)
-    state = await user_state.read(service.db, session.user_id)
-    if state is None:  # created a moment ago and not projected yet: ask the aggregate
-        mfa = await service.call(service.app.mfa, session.user_id)
-        state = {"status": "on" if mfa.is_on else "off", "required": mfa.required,
-                 "recovery_codes_left": mfa.recovery_codes_left, "banner": mfa.banner}
-    row = await users_grid.read(service.db, account.org_id, account.id)
     return json_response({
         "user_id": str(account.id),
         "org_id": str(account.org_id),
         "email": account.email,
-        "name": row["name"] if row else account.name,
-        "role": row["role"] if row else account.role,
-        "two_factor": state,
+        "name": account.name,
+        "role": account.role,
+        "two_factor": await service.two_factor(session.user_id),
     })
 
 
