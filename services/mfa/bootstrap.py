@@ -69,12 +69,9 @@ class Service:
         Commands on one user are queued in this process, so they rarely lose the optimistic
         concurrency race; across processes that race (and its retry) still decides.
         """
-        lock = self._lock_for(user_id) if user_id is not None else None
+        lock = self._lock_for(user_id) if user_id is not None else contextlib.nullcontext()
         try:
-            if lock is not None:
-                async with lock:
-                    written = await self.call(fn, *args)
-            else:
+            async with lock:
                 written = await self.call(fn, *args)
         finally:
             for follower in self.followers:

@@ -61,11 +61,6 @@ class ProjectionRunner(LogFollower):
         await self.advanced_to(events[-1][1])
         return True
 
-    async def rebuild(self) -> int:
-        """Empties the view and replays the whole log into it."""
-        await self.reset()
-        return await self.catch_up()
-
     async def reset(self) -> None:
         """Empties the view and moves its position back to the start of the log."""
         statements: list[Statement] = [
