@@ -6,10 +6,11 @@ from collections.abc import Awaitable, Callable
 from http.cookies import Morsel, SimpleCookie
 from typing import Any
 
+from contracts.http import SESSION_COOKIE
 from services.mfa.bootstrap import Service
 from tests.conftest import Api, FrozenClock, create_user, enable_two_factor, totp_code
 
-COOKIE = "mfa_session"
+COOKIE = SESSION_COOKIE
 NewBrowser = Callable[[], Awaitable[Api]]
 
 

@@ -10,13 +10,13 @@ from datetime import timedelta
 
 from aiohttp import web
 
+from contracts.http import SESSION_COOKIE
 from services.mfa.adapters.sessions import Session
 from services.mfa.domain.account import Account
 from services.mfa.http.context import SERVICE
 from services.mfa.http.errors import ApiError, forbidden, unauthenticated
-from services.mfa.projections import user_state
 
-COOKIE = "mfa_session"
+COOKIE = SESSION_COOKIE  # the contract both services share
 _SESSION = web.RequestKey("session", Session)
 
 _RESTRICTED = {
@@ -53,9 +53,7 @@ async def _still_restricted(request: web.Request, session: Session) -> Session:
     """A restriction holds only while its reason does: an admin's reset ends a forced
     regeneration, lifting Required or configuring 2FA elsewhere ends a forced setup."""
     service = request.app[SERVICE]
-    state = await user_state.read(service.db, session.user_id)
-    if state is None:
-        return session
+    state = await service.two_factor(session.user_id)
     forced_setup = state["required"] and state["status"] == "off"
     if session.state == "setup_2fa" and forced_setup:
         return session
