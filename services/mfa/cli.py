@@ -20,7 +20,7 @@ from contracts.bus import InProcessBus
 from services.mfa.adapters.event_store import StoreLocation
 from services.mfa.application import MfaApplication, actor
 from services.mfa.audit import history
-from services.mfa.bootstrap import Service, build_service, close_service, running
+from services.mfa.bootstrap import build_service, close_service, running
 from services.mfa.config import ConfigError, Settings
 from services.mfa.domain.errors import AccountNotFound, EmailAlreadyUsed
 from services.mfa.http.app import create_app
@@ -54,30 +54,39 @@ def _demo(app: MfaApplication) -> None:
         app.create_user(org_id, email, name, role, password, False, actor("system", "demo"))
 
 
-async def _with_service(settings: Settings, work: str, **kwargs: str) -> int:
-    service: Service = await build_service(settings)
+def _application(settings: Settings) -> MfaApplication:
+    """The event-sourced application alone: what the support and audit commands need (no
+    views, no bus: a running projector and relay pick their events up from the log)."""
+    return MfaApplication(StoreLocation.parse(settings.database_url).eventsourcing_env(
+        settings.secret_key), issuer=settings.issuer)
+
+
+def _create_org(settings: Settings, name: str, admin_email: str, admin_name: str,
+                admin_password: str, operator: str) -> int:
+    app = _application(settings)
     try:
-        app = service.app
-        if work == "create-org":
-            try:
-                org_id, _ = (await service.call(
-                    app.create_organization, kwargs["name"], kwargs["admin_email"],
-                    kwargs["admin_name"], kwargs["admin_password"],
-                    actor("support", kwargs["operator"]))).value
-            except EmailAlreadyUsed:
-                print(f"mfa: {kwargs['admin_email']} already has an account", file=sys.stderr)
-                return 1
-            print(org_id)
-        elif work == "reset-2fa":
-            try:
-                await service.call(app.support_reset, kwargs["email"], kwargs["operator"])
-            except AccountNotFound:
-                print(f"mfa: no account with email {kwargs['email']}", file=sys.stderr)
-                return 1
-            print(f"2FA of {kwargs['email']} reset by support:{kwargs['operator']}")
-        return 0
+        org_id, _ = app.create_organization(name, admin_email, admin_name, admin_password,
+                                            actor("support", operator)).value
+    except EmailAlreadyUsed:
+        print(f"mfa: {admin_email} already has an account", file=sys.stderr)
+        return 1
     finally:
-        await close_service(service)
+        app.close()
+    print(org_id)
+    return 0
+
+
+def _reset_two_factor(settings: Settings, email: str, operator: str) -> int:
+    app = _application(settings)
+    try:
+        app.support_reset(email, operator)
+    except AccountNotFound:
+        print(f"mfa: no account with email {email}", file=sys.stderr)
+        return 1
+    finally:
+        app.close()
+    print(f"2FA of {email} reset by support:{operator}")
+    return 0
 
 
 async def _follow(settings: Settings, *, projections: bool, relay: bool) -> int:
@@ -107,8 +116,7 @@ def _export(settings: Settings, org: str | None, since: str | None) -> int:
     except (ValueError, ApiError):
         print("mfa: --org takes an organization id, --since an ISO 8601 time", file=sys.stderr)
         return 2
-    app = MfaApplication(StoreLocation.parse(settings.database_url).eventsourcing_env(
-        settings.secret_key))
+    app = _application(settings)
     try:
         out = sys.stdout.buffer
         for record in history(app, org_id=org_id, since=since_at):
@@ -231,12 +239,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if len(args.admin_password) < 8:
             print("mfa: --admin-password needs at least 8 characters", file=sys.stderr)
             return 2
-        return asyncio.run(_with_service(
-            settings, "create-org", name=args.name, admin_email=args.admin_email,
-            admin_name=args.admin_name, admin_password=args.admin_password,
-            operator=args.operator))
-    return asyncio.run(_with_service(settings, "reset-2fa", email=args.email,
-                                     operator=args.operator))
+        return _create_org(settings, args.name, args.admin_email, args.admin_name,
+                           args.admin_password, args.operator)
+    return _reset_two_factor(settings, args.email, args.operator)
 
 
 if __name__ == "__main__":
