@@ -84,7 +84,7 @@ class RabbitBus:
         self.publish_timeout = publish_timeout
         self.prefetch = prefetch
         self._connection: AbstractRobustConnection | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[object]] = set()
         self._exchange: aio_pika.abc.AbstractExchange | None = None
 
     async def connect(self, max_wait_seconds: float = 30.0) -> RabbitBus:
@@ -158,13 +158,13 @@ class RabbitBus:
 
         await queue.consume(on_message)
 
-    def on_reconnect(self, callback: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    def on_reconnect(self, callback: Callable[[], Coroutine[Any, Any, object]]) -> None:
         """Runs `callback` after each reconnection: events published while a subscriber's
         queue was gone never reach it, so it may need to catch up by other means."""
         assert self._connection is not None, "connect() first"
 
         def reconnected(*_: Any) -> None:
-            task: asyncio.Task[None] = asyncio.get_running_loop().create_task(callback())
+            task: asyncio.Task[object] = asyncio.get_running_loop().create_task(callback())
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 

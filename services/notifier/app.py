@@ -25,6 +25,7 @@ _TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 LIVE = web.AppKey("live", LiveSessions)
 NOTIFIER = web.AppKey("notifier", Notifier)
 BUS = web.AppKey("bus", Bus)
+CLIENT = web.AppKey("client", aiohttp.ClientSession)
 
 
 def api_authenticator(client: aiohttp.ClientSession, api_url: str) -> Authenticate:
@@ -48,11 +49,10 @@ def create_notifier_app(*, amqp_url: str, exchange: str, api_url: str,
     notifier = Notifier(live)
     app[LIVE] = live
     app[NOTIFIER] = notifier
-    clients: list[aiohttp.ClientSession] = []
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         client = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5))
-        clients.append(client)
+        app[CLIENT] = client
         bus = await RabbitBus(amqp_url, exchange).connect()
         app[BUS] = bus
         await bus.subscribe(notifier.handle)
@@ -68,7 +68,7 @@ def create_notifier_app(*, amqp_url: str, exchange: str, api_url: str,
         await client.close()
 
     async def authenticate(token: str) -> Viewer | None:
-        return await api_authenticator(clients[0], api_url)(token)
+        return await api_authenticator(app[CLIENT], api_url)(token)
 
     async def healthz(request: web.Request) -> web.Response:
         return web.json_response({"status": "ok", "sockets": live.count()})

@@ -24,7 +24,7 @@ from services.mfa.http.middleware import (
 )
 from services.notifier.live_sessions import LiveSessions
 from services.notifier.notices import Notifier
-from services.notifier.websocket import Authenticate, Viewer, refresh_all, websocket_handler
+from services.notifier.websocket import Viewer, refresh_all, websocket_handler
 
 LIVE = web.AppKey("live", LiveSessions)
 NOTIFIER = web.AppKey("notifier", Notifier)
@@ -58,7 +58,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None,
                 app[NOTIFIER] = notifier
                 await service.bus.subscribe(notifier.handle)
                 if isinstance(service.bus, RabbitBus):
-                    service.bus.on_reconnect(lambda: _refresh(live, authenticate))
+                    service.bus.on_reconnect(lambda: refresh_all(live, authenticate))
                 async with running(service, projections=True, relay=True, sessions=True):
                     yield
                 await live.close_all()
@@ -82,6 +82,3 @@ def create_app(settings: Settings, *, clock: Clock | None = None,
                                                     settings.allowed_origins))
     return app
 
-
-async def _refresh(live: LiveSessions, authenticate: Authenticate) -> None:
-    await refresh_all(live, authenticate)
