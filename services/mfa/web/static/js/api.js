@@ -105,3 +105,26 @@ export async function busy(button, work) {
 export function flashNext(text) {
   sessionStorage.setItem("flash", text);
 }
+
+// A "current password" form: reauthenticates (opening the 10-minute window), then runs `then`.
+// `then` may return an API result; a failed one (like a wrong password) is shown in
+// `errorElement`, and a session that must go elsewhere is followed.
+export function onPasswordConfirmed(form, input, errorElement, then) {
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    clearError(errorElement);
+    const password = input.value;
+    if (!password) {
+      showError(errorElement, "Enter your current password.");
+      return;
+    }
+    await busy(event.submitter || form.querySelector("[type=submit]"), async () => {
+      const reauth = await api("POST", "/api/me/reauthenticate", { password });
+      input.value = "";
+      const result = reauth.ok ? await then() : reauth;
+      if (!result || result.ok || followSession(result)) return;
+      showError(errorElement, messageFor(result, { invalid_credentials: "Wrong password. Try again." }));
+      input.focus();
+    });
+  });
+}

@@ -1,7 +1,9 @@
 // My account > Security > Show recovery codes (view, Download, Copy, Regenerate codes), and the
 // forced regeneration after the last recovery code was used at login.
 
-import { api, busy, clearError, flashNext, followSession, messageFor, showError } from "./api.js";
+import {
+  api, busy, clearError, flashNext, followSession, messageFor, onPasswordConfirmed, showError,
+} from "./api.js";
 import { renderCodes, wireCodeActions } from "./codes.js";
 import { confirmAction } from "./dialog.js";
 import { toast } from "./toast.js";
@@ -67,25 +69,7 @@ function viewPage() {
     }
   };
 
-  passwordForm.addEventListener("submit", async (event) => {
-    event.preventDefault();
-    clearError(error);
-    const password = passwordInput.value;
-    if (!password) {
-      showError(error, "Enter your current password.");
-      return;
-    }
-    await busy(event.submitter, async () => {
-      const result = await api("POST", "/api/me/reauthenticate", { password });
-      passwordInput.value = "";
-      if (!result.ok) {
-        if (followSession(result)) return;
-        showError(error, messageFor(result, { invalid_credentials: "Wrong password. Try again." }));
-        return;
-      }
-      await load();
-    });
-  });
+  onPasswordConfirmed(passwordForm, passwordInput, error, () => load());
 
   document.getElementById("regenerate").addEventListener("click", async (event) => {
     const button = event.currentTarget;

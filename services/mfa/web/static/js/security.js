@@ -1,7 +1,9 @@
 // My account > Security: Configure 2FA (password, QR code or setup key, 6-digit code, recovery
 // codes), the forced setup of a required user, and Disable 2FA.
 
-import { api, busy, clearError, flashNext, followSession, messageFor, showError } from "./api.js";
+import {
+  api, busy, clearError, flashNext, followSession, messageFor, onPasswordConfirmed, showError,
+} from "./api.js";
 import { formatLeft, serverNow } from "./clock.js";
 import { renderCodes, wireCodeActions } from "./codes.js";
 
@@ -102,27 +104,7 @@ async function beginSetup() {
   codeInput.focus();
 }
 
-steps.password.addEventListener("submit", async (event) => {
-  event.preventDefault();
-  clearError(error);
-  const password = passwordInput.value;
-  if (!password) {
-    showError(error, "Enter your current password.");
-    return;
-  }
-  const button = steps.password.querySelector("[type=submit]");
-  await busy(button, async () => {
-    const result = await api("POST", "/api/me/reauthenticate", { password });
-    if (!result.ok) {
-      if (followSession(result)) return;
-      passwordInput.value = "";
-      showError(error, messageFor(result, { invalid_credentials: "Wrong password. Try again." }));
-      passwordInput.focus();
-      return;
-    }
-    await beginSetup();
-  });
-});
+onPasswordConfirmed(steps.password, passwordInput, error, () => beginSetup());
 
 keyButton.addEventListener("click", () => {
   const opening = manualKey.hidden;
@@ -199,26 +181,13 @@ if (disableForm) {
     overview.hidden = false;
     clearError(disableError);
   });
-  disableForm.addEventListener("submit", async (event) => {
-    event.preventDefault();
-    clearError(disableError);
-    const password = disablePassword.value;
-    if (!password) {
-      showError(disableError, "Enter your current password.");
-      return;
+  onPasswordConfirmed(disableForm, disablePassword, disableError, async () => {
+    const result = await api("POST", "/api/me/2fa/disable");
+    if (result.ok) {
+      flashNext("Two-factor authentication is off.");
+      window.location.assign("/account/security");
     }
-    await busy(event.submitter, async () => {
-      const reauth = await api("POST", "/api/me/reauthenticate", { password });
-      const result = reauth.ok ? await api("POST", "/api/me/2fa/disable") : reauth;
-      if (result.ok) {
-        flashNext("Two-factor authentication is off.");
-        window.location.assign("/account/security");
-        return;
-      }
-      if (followSession(result)) return;
-      disablePassword.value = "";
-      showError(disableError, messageFor(result, { invalid_credentials: "Wrong password. Try again." }));
-    });
+    return result;
   });
 }
 
