@@ -40,7 +40,7 @@ CHEAP = Passwords(PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
 def create_users(service: Service, count: int) -> str:
     app = service.app
     org_id, _ = app.create_organization("Bench", "admin@bench.example", "Admin",
-                                        "bench-password", "system:bench").value
+                                        "bench-password-hash", "system:bench").value
     now = app.clock.now()
     password_hash = CHEAP.hash("bench-password")
     app.passwords = Passwords(PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))

@@ -39,6 +39,7 @@ PG_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 AMQP = "amqp://guest:guest@127.0.0.1:5672/"
 SECRET = "bench-secret-key-0123456789abcdef0123456789"
 CHEAP = Passwords(PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+PASSWORD_HASH = CHEAP.hash("bench-password")
 JSON = {"Content-Type": "application/json"}
 
 
@@ -149,10 +150,10 @@ async def main() -> None:
         await wait_http(f"http://127.0.0.1:{notifier_port}/readyz")
 
         org_id, _ = (await service.call(service.app.create_organization, "Bench",
-                                        "admin@bench.example", "Admin", "bench-password",
+                                        "admin@bench.example", "Admin", PASSWORD_HASH,
                                         "system:bench")).value
         users = [(await service.call(service.app.create_user, org_id, f"u{n}@bench.example",
-                                     f"User {n}", "client", "bench-password", False,
+                                     f"User {n}", "client", PASSWORD_HASH, False,
                                      "system:bench")).value for n in range(args.users)]
         admin = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
         await admin.post(f"{api}/api/login", headers=JSON, data=orjson.dumps(

@@ -18,14 +18,14 @@ import aio_pika
 import orjson
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 
-from contracts.events import DEFAULT_EXCHANGE, SCHEMA_VERSION, PublicEvent, routing_key
+from contracts.events import DEFAULT_EXCHANGE, SCHEMA_VERSION, BusMessage, routing_key
 
 log = logging.getLogger(__name__)
-Handler = Callable[[PublicEvent], Awaitable[None]]
+Handler = Callable[[BusMessage], Awaitable[None]]
 
 
 class Bus(Protocol):
-    async def publish(self, events: Sequence[PublicEvent]) -> None:
+    async def publish(self, events: Sequence[BusMessage]) -> None:
         """Returns once every event is safely with the bus (confirmed by the broker)."""
         ...
 
@@ -40,7 +40,7 @@ class InProcessBus:
     def __init__(self) -> None:
         self._handlers: list[Handler] = []
 
-    async def publish(self, events: Sequence[PublicEvent]) -> None:
+    async def publish(self, events: Sequence[BusMessage]) -> None:
         for event in events:
             for handler in self._handlers:
                 try:
@@ -58,7 +58,7 @@ class InProcessBus:
         self._handlers.clear()
 
 
-def encode(event: PublicEvent) -> aio_pika.Message:
+def encode(event: BusMessage) -> aio_pika.Message:
     return aio_pika.Message(
         body=orjson.dumps(event),
         content_type="application/json",
@@ -69,11 +69,11 @@ def encode(event: PublicEvent) -> aio_pika.Message:
     )
 
 
-def decode(body: bytes) -> PublicEvent:
+def decode(body: bytes) -> BusMessage:
     event: Any = orjson.loads(body)
     if not isinstance(event, dict) or "id" not in event or "type" not in event:
         raise ValueError("not an MFA event")
-    return cast("PublicEvent", event)
+    return cast("BusMessage", event)
 
 
 class RabbitBus:
@@ -109,16 +109,16 @@ class RabbitBus:
         return await channel.declare_exchange(self.exchange_name, aio_pika.ExchangeType.TOPIC,
                                               durable=True)
 
-    async def publish(self, events: Sequence[PublicEvent]) -> None:
+    async def publish(self, events: Sequence[BusMessage]) -> None:
         """Each user's events are published one after another (the broker keeps their order);
         different users' go out concurrently. Raises if any is not confirmed."""
         assert self._exchange is not None, "connect() first"
         exchange = self._exchange
-        by_user: dict[str | None, list[PublicEvent]] = defaultdict(list)
+        by_user: dict[str | None, list[BusMessage]] = defaultdict(list)
         for event in events:
             by_user[event["user_id"]].append(event)
 
-        async def in_order(chain: list[PublicEvent]) -> None:
+        async def in_order(chain: list[BusMessage]) -> None:
             for event in chain:
                 await exchange.publish(encode(event), routing_key(event["type"]),
                                        mandatory=False, timeout=self.publish_timeout)

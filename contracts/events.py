@@ -9,7 +9,7 @@ holds only the fields listed in PUBLIC_DATA for its type, nothing else is ever c
 from __future__ import annotations
 
 import re
-from typing import Any, Literal, TypedDict
+from typing import Any, Final, Literal, TypedDict
 
 SCHEMA_VERSION = 1
 DEFAULT_EXCHANGE = "mfa.events"
@@ -62,6 +62,25 @@ class PublicEvent(TypedDict):
     occurred_at: str
     data: dict[str, Any]
     state: UserState | None  # the user's 2FA state right after this event
+
+
+class SessionEnded(TypedDict):
+    """Not an event of the log: the API says a login session ended (logout, or a new login in
+    the same browser), so notifiers close that session's open pages. Best effort, at most once;
+    notifiers also check their sockets' sessions periodically. Schema:
+    `contracts/schemas/session-ended.schema.json`."""
+
+    id: str
+    version: int
+    type: Literal["SessionEnded"]
+    user_id: str
+    session_id: str | None  # None: every session of the user
+    reason: str  # "logout" | "login"
+    occurred_at: str
+
+
+SESSION_ENDED: Final = "SessionEnded"
+BusMessage = PublicEvent | SessionEnded
 
 
 def routing_key(event_type: str) -> str:

@@ -163,7 +163,8 @@ async def org(service: Service) -> Org:
     """An organization with its admin, created the way `mfa create-org` does."""
     email, password = f"admin-{uuid.uuid4().hex[:8]}@example.com", "admin-password-1"
     written = await service.call(
-        service.app.create_organization, "Acme", email, "Ada Admin", password, "support:test")
+        service.app.create_organization, "Acme", email, "Ada Admin", FAST_PASSWORDS.hash(password),
+        "support:test")
     await service.settle(written.position)  # tests read the views right away
     org_id, admin_id = written.value
     return Org(str(org_id), str(admin_id), email, password)

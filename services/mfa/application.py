@@ -7,6 +7,8 @@ number of times. That is what makes a recovery code work once even when 50 reque
 
 from __future__ import annotations
 
+import random
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,20 +19,19 @@ from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError
 
-from services.mfa.adapters.passwords import Passwords
-from services.mfa.domain import recovery_codes, totp
+from services.mfa.domain import recovery_codes, session_states, totp
 from services.mfa.domain.account import ROLES, Account, EmailIndex, Organization, normalize_email
 from services.mfa.domain.clock import Clock, SystemClock
 from services.mfa.domain.errors import (
     AccountNotFound,
     DomainError,
     EmailAlreadyUsed,
-    InvalidCredentials,
     InvalidRole,
     TwoFactorNotOn,
 )
 from services.mfa.domain.lockout import LockoutPolicy
 from services.mfa.domain.mfa import MFA, mfa_id
+from services.mfa.domain.session_states import State, Step
 
 T = TypeVar("T")
 A = TypeVar("A", bound=Aggregate)
@@ -52,7 +53,7 @@ class Written:
 @dataclass(frozen=True)
 class LoginStep:
     user_id: UUID
-    next: str  # "done" | "second_factor" | "setup_2fa" | "regenerate_codes"
+    next: State
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,13 @@ class Enrollment:
     setup_key: str
     otpauth_uri: str
     expires_at: datetime
+
+
+def _back_off(attempt: int) -> None:
+    """Before a retry: a random pause growing with the attempts, so processes racing for one
+    aggregate stop colliding in step (this runs in a store thread, never on the event loop)."""
+    if attempt:
+        time.sleep(random.uniform(0, 0.001 * min(2**attempt, 64)))  # noqa: S311 (not a secret)
 
 
 def actor(kind: str, who: object) -> str:
@@ -76,35 +84,35 @@ class MfaApplication(Application[UUID]):
         env: dict[str, str],
         *,
         clock: Clock | None = None,
-        passwords: Passwords | None = None,
         lockout: LockoutPolicy | None = None,
         issuer: str = "MFA Service",
     ) -> None:
         super().__init__(env=env)
         self.clock = clock or SystemClock()
-        self.passwords = passwords or Passwords()
         self.lockout = lockout or LockoutPolicy()
         self.issuer = issuer
 
     # ---- organizations and accounts ----------------------------------------------------------
 
+    # Passwords come hashed (argon2 runs outside the store's threads, see adapters/passwords.py).
+
     def create_organization(
-        self, name: str, admin_email: str, admin_name: str, admin_password: str, by: str
+        self, name: str, admin_email: str, admin_name: str, admin_password_hash: str, by: str
     ) -> Written:
         now = self.clock.now()
         org = Organization._create(Organization.OrganizationCreated, name=name, actor=by,
                                    timestamp=now)
         account, index, mfa = self._new_user(org.id, admin_email, admin_name, "admin",
-                                             admin_password, False, by, now)
+                                             admin_password_hash, False, by, now)
         position = self._save_new(org, account, index, mfa)
         return Written((org.id, account.id), position)
 
-    def create_user(self, org_id: UUID, email: str, name: str, role: str, password: str,
+    def create_user(self, org_id: UUID, email: str, name: str, role: str, password_hash: str,
                     required: bool, by: str) -> Written:
         self.organization(org_id)
         now = self.clock.now()
-        account, index, mfa = self._new_user(org_id, email, name, role, password, required, by,
-                                             now)
+        account, index, mfa = self._new_user(org_id, email, name, role, password_hash,
+                                             required, by, now)
         return Written(account.id, self._save_new(account, index, mfa))
 
     def update_user(self, org_id: UUID, user_id: UUID, name: str | None, role: str | None,
@@ -165,62 +173,54 @@ class MfaApplication(Application[UUID]):
 
     # ---- login -----------------------------------------------------------------------------------
 
-    def login(self, email: str, password: str) -> Written:
-        """F3 step 1. Unknown emails cost the same argon2 time as wrong passwords."""
+    def account_for_login(self, email: str) -> Account | None:
+        """F3 step 1: the account a login names, or None (the caller then checks the password
+        against a decoy, so unknown emails cost the same time)."""
         try:
-            account = self.account(self.user_id_for(email))
+            return self.account(self.user_id_for(email))
         except AccountNotFound:
-            self.passwords.verify(None, password)
-            raise InvalidCredentials() from None
+            return None
 
-        def next_step(mfa: MFA) -> LoginStep:
-            if mfa.is_on:
-                return LoginStep(account.id, "second_factor")
-            return LoginStep(account.id, "setup_2fa" if mfa.required else "done")
+    def record_password(self, user_id: UUID, right: bool, purpose: str, *,
+                        address: str | None = None, failures: int = 0,
+                        locked_until: datetime | None = None) -> Written:
+        """A checked password (login or re-authentication), recorded either way. A right one
+        gives a login session's first state; a wrong one raises InvalidCredentials once saved.
+        `failures` and `locked_until` are where the password throttle stands, for the audit."""
+        by = actor("user", user_id)
 
-        return self._password_attempt(account, password, "login", next_step)
+        def attempt(mfa: MFA) -> LoginStep:
+            now = self.clock.now()
+            if not right:
+                mfa.reject_password(failures, locked_until, now, by, address)
+            mfa.accept_password(purpose, now, by, address)
+            return LoginStep(user_id, session_states.after(None, Step.PASSWORD, mfa.factors()))
 
-    def verify_second_factor(self, user_id: UUID, code: str) -> Written:
+        return self._update(mfa_id(user_id), attempt)
+
+    def verify_second_factor(self, user_id: UUID, code: str,
+                             address: str | None = None) -> Written:
         """F3 step 2: a 6-digit TOTP code or an 8-digit recovery code, each accepted once."""
         by = actor("user", user_id)
 
         def attempt(mfa: MFA) -> LoginStep:
-            mfa.verify_second_factor(code, self.lockout, self.clock.now(), by)
-            return LoginStep(user_id, "regenerate_codes" if mfa.recovery_codes_left == 0
-                             else "done")
+            mfa.verify_second_factor(code, self.lockout, self.clock.now(), by, address)
+            return LoginStep(user_id, session_states.after("second_factor", Step.SECOND_FACTOR,
+                                                           mfa.factors()))
 
         return self._update(mfa_id(user_id), attempt)
 
-    def reauthenticate(self, user_id: UUID, password: str) -> Written:
-        """Opens the 10-minute window (kept in the session); wrong passwords count as failures."""
-        return self._password_attempt(self.account(user_id), password, "reauthenticate",
-                                      lambda _mfa: None)
-
-    def _password_attempt(self, account: Account, password: str, purpose: str,
-                          then: Callable[[MFA], T]) -> Written:
-        """A password check, recorded either way; `then` gives the result of a right one."""
-        by = actor("user", account.id)
-        self._refuse_if_locked(account.id, by)  # before argon2: a locked account costs no hash
-        right = self.passwords.verify(account.password_hash, password)
-
-        def attempt(mfa: MFA) -> T:
-            now = self.clock.now()
-            mfa.refuse_if_locked("password", now, by)
-            if not right:
-                mfa.reject_password(self.lockout, now, by)
-            mfa.accept_password(purpose, now, by)
-            return then(mfa)
-
-        return self._update(mfa_id(account.id), attempt)
-
     # ---- My account > Security ---------------------------------------------------------------
 
-    def start_enrollment(self, user_id: UUID, window_ends: datetime) -> Written:
+    def start_enrollment(self, user_id: UUID, window_ends: datetime, *,
+                         forced: bool = False) -> Written:
+        """`forced`: from a forced-setup session, which proved only the password."""
         account = self.account(user_id)
         secret = totp.new_secret()
 
         def start(mfa: MFA) -> Enrollment:
-            mfa.start_enrollment(secret, window_ends, self.clock.now(), actor("user", user_id))
+            mfa.start_enrollment(secret, window_ends, self.clock.now(), actor("user", user_id),
+                                 forced=forced)
             return Enrollment(
                 secret=secret,
                 setup_key=totp.setup_key(secret),
@@ -230,11 +230,12 @@ class MfaApplication(Application[UUID]):
 
         return self._update(mfa_id(user_id), start)
 
-    def confirm_enrollment(self, user_id: UUID, code: str) -> Written:
+    def confirm_enrollment(self, user_id: UUID, code: str, *, forced: bool = False) -> Written:
         codes = recovery_codes.new_set()
 
         def confirm(mfa: MFA) -> list[str]:
-            mfa.confirm_enrollment(code, codes, self.clock.now(), actor("user", user_id))
+            mfa.confirm_enrollment(code, codes, self.clock.now(), actor("user", user_id),
+                                   forced=forced)
             return codes
 
         return self._update(mfa_id(user_id), confirm)
@@ -258,16 +259,11 @@ class MfaApplication(Application[UUID]):
         return self._update(mfa_id(user_id),
                             lambda mfa: mfa.disable(self.clock.now(), actor("user", user_id)))
 
-    def _refuse_if_locked(self, user_id: UUID, by: str) -> None:
-        if self.mfa(user_id).is_locked(self.clock.now()):
-            # Records the throttled attempt and raises LockedOut (unless the wait just ended).
-            self._update(mfa_id(user_id),
-                         lambda m: m.refuse_if_locked("password", self.clock.now(), by))
-
     # ---- the get, call, save loop ------------------------------------------------------------
 
     def _update(self, aggregate_id: UUID, command: Callable[[Any], T]) -> Written:
-        for _ in range(MAX_ATTEMPTS):
+        for attempt in range(MAX_ATTEMPTS):
+            _back_off(attempt)
             try:
                 aggregate: Any = self.repository.get(aggregate_id)
             except AggregateNotFoundError:
@@ -286,7 +282,8 @@ class MfaApplication(Application[UUID]):
 
     def _update_both(self, org_id: UUID, user_id: UUID,
                      change: Callable[[Account, MFA], None]) -> Written:
-        for _ in range(MAX_ATTEMPTS):
+        for attempt in range(MAX_ATTEMPTS):
+            _back_off(attempt)
             account = self.account(user_id)
             if account.org_id != org_id:
                 raise AccountNotFound()  # another organization's user does not exist for you
@@ -312,7 +309,7 @@ class MfaApplication(Application[UUID]):
             raise EmailAlreadyUsed() from None  # only the email claim can collide
         return recordings[-1].notification.id
 
-    def _new_user(self, org_id: UUID, email: str, name: str, role: str, password: str,
+    def _new_user(self, org_id: UUID, email: str, name: str, role: str, password_hash: str,
                   required: bool, by: str, now: datetime,
                   ) -> Sequence[Any]:
         if role not in ROLES:  # the HTTP layer checks too; this holds under python -O as well
@@ -321,7 +318,7 @@ class MfaApplication(Application[UUID]):
         email = normalize_email(email)
         account = Account._create(
             Account.AccountCreated, id=user_id, user_id=user_id, org_id=org_id, actor=by,
-            email=email, name=name, role=role, password_hash=self.passwords.hash(password),
+            email=email, name=name, role=role, password_hash=password_hash,
             timestamp=now,
         )
         index = EmailIndex._create(EmailIndex.EmailClaimed, id=EmailIndex.id_for(email),

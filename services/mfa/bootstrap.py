@@ -14,16 +14,20 @@ from uuid import UUID
 import asyncpg
 
 from contracts.bus import Bus, InProcessBus, RabbitBus
+from services.mfa.adapters import sessions as session_tables
+from services.mfa.adapters import throttle as throttle_tables
 from services.mfa.adapters.database import Database, PostgresDatabase, SqliteDatabase
+from services.mfa.adapters.device_cookies import DeviceCookies
 from services.mfa.adapters.event_store import StoreLocation, derive_key
-from services.mfa.adapters.passwords import Passwords
-from services.mfa.adapters.sessions import SCHEMA as SESSION_SCHEMA
+from services.mfa.adapters.passwords import HashingPool, Passwords
 from services.mfa.adapters.sessions import SessionStore
+from services.mfa.adapters.throttle import PasswordThrottle
 from services.mfa.application import MfaApplication, Written
 from services.mfa.config import Settings
 from services.mfa.domain.clock import Clock, SystemClock
 from services.mfa.domain.lockout import LockoutPolicy
 from services.mfa.log_follower import LogFollower, create_tracking
+from services.mfa.logins import Logins, PasswordPolicies
 from services.mfa.projections import user_state
 from services.mfa.projections.audit_log import AuditLogProjection
 from services.mfa.projections.runner import (
@@ -55,7 +59,23 @@ class Service:
     bus: Bus
     executor: ThreadPoolExecutor
     clock: Clock
+    hashing: HashingPool
+    throttle: PasswordThrottle
+    devices: DeviceCookies
+    logins: Logins = field(init=False)
     _user_locks: dict[UUID, asyncio.Lock] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        s = self.settings
+        policies = PasswordPolicies(
+            per_client=LockoutPolicy(s.lockout_threshold, s.lockout_base_seconds,
+                                     s.lockout_max_seconds),
+            per_address=LockoutPolicy(s.password_address_threshold, s.lockout_base_seconds,
+                                      s.lockout_max_seconds),
+            per_account=LockoutPolicy(s.password_account_threshold, s.lockout_base_seconds,
+                                      s.lockout_max_seconds))
+        self.logins = Logins(self.app, self.throttle, self.hashing, policies, self.clock,
+                             command=self.command, call=self.call)
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         """Runs a synchronous call of the eventsourcing application off the event loop."""
@@ -129,14 +149,15 @@ async def build_service(settings: Settings, *, clock: Clock | None = None,
     async with _schema_lock(location):
         # Construction runs DDL and may hash the decoy password: off the event loop.
         app = await loop.run_in_executor(executor, lambda: MfaApplication(
-            env, clock=clock, passwords=passwords, lockout=lockout, issuer=settings.issuer))
+            env, clock=clock, lockout=lockout, issuer=settings.issuer))
         if location.kind == "sqlite":
             db = SqliteDatabase(location.sqlite_path)
         else:
             db = await PostgresDatabase.connect(
                 host=location.host, port=location.port, user=location.user,
                 password=location.password, dbname=location.dbname, schema=location.schema)
-        for sql in SESSION_SCHEMA:
+        await session_tables.create_schema(db)
+        for sql in throttle_tables.SCHEMA:
             await db.execute(sql)
         await create_tables(db, projections)
         await create_tracking(db, [Relay.name])
@@ -146,9 +167,17 @@ async def build_service(settings: Settings, *, clock: Clock | None = None,
     for follower in [*runners, relay]:
         await follower.load_position()
     sessions = SessionStore(db, derive_key(settings.secret_key, "sessions"),
-                            settings.session_max_age_seconds)
+                            settings.session_max_age_seconds, settings.session_idle_seconds)
+    # Constructing Passwords hashes the decoy: off the event loop.
+    if passwords is None:
+        passwords = await loop.run_in_executor(executor, Passwords)
+    hashing = HashingPool(passwords, settings.hashing_threads, settings.hashing_queue)
+    throttle = PasswordThrottle(db, derive_key(settings.secret_key, "throttle"),
+                                settings.throttle_forget_seconds)
+    devices = DeviceCookies(derive_key(settings.secret_key, "device-cookies"),
+                            settings.device_cookie_max_age_seconds)
     return Service(settings, app, db, sessions, runners, ViewsFollower(runners), relay, bus,
-                   executor, clock)
+                   executor, clock, hashing, throttle, devices)
 
 
 @contextlib.asynccontextmanager
@@ -176,6 +205,7 @@ async def close_service(service: Service) -> None:
         # Commands still running in the store threads finish before the store closes under
         # them; then each store is closed even if another one failed to.
         service.executor.shutdown(wait=True, cancel_futures=True)
+        service.hashing.close()
         try:
             await service.db.close()
         finally:
@@ -186,10 +216,12 @@ SESSION_PURGE_SECONDS = 3600
 
 
 async def purge_sessions(service: Service) -> None:
-    """Expired sessions are refused anyway; this only keeps the table small."""
+    """Expired sessions and forgotten throttle counters are ignored anyway; this only keeps
+    the tables small."""
     while True:
         try:
             await service.sessions.purge_expired(service.clock.now())
+            await service.throttle.purge(service.clock.now())
         except Exception:
             log.exception("purging expired sessions failed; next try in an hour")
         await asyncio.sleep(SESSION_PURGE_SECONDS)

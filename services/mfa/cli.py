@@ -18,6 +18,7 @@ from aiohttp import web
 
 from contracts.bus import InProcessBus
 from services.mfa.adapters.event_store import StoreLocation
+from services.mfa.adapters.passwords import Passwords
 from services.mfa.application import MfaApplication, actor
 from services.mfa.audit import history
 from services.mfa.bootstrap import build_service, close_service, running
@@ -45,13 +46,16 @@ def _demo(app: MfaApplication) -> None:
         return
     except AccountNotFound:
         pass
+    passwords = Passwords()
     try:
         org_id, _ = app.create_organization(DEMO_ORGANIZATION, admin_email, admin_name,
-                                            admin_password, actor("system", "demo")).value
+                                            passwords.hash(admin_password),
+                                            actor("system", "demo")).value
     except EmailAlreadyUsed:
         return  # another instance starting at the same time made it
     for email, name, role, password in clients:
-        app.create_user(org_id, email, name, role, password, False, actor("system", "demo"))
+        app.create_user(org_id, email, name, role, passwords.hash(password), False,
+                        actor("system", "demo"))
 
 
 def _application(settings: Settings) -> MfaApplication:
@@ -65,7 +69,8 @@ def _create_org(settings: Settings, name: str, admin_email: str, admin_name: str
                 admin_password: str, operator: str) -> int:
     app = _application(settings)
     try:
-        org_id, _ = app.create_organization(name, admin_email, admin_name, admin_password,
+        org_id, _ = app.create_organization(name, admin_email, admin_name,
+                                            Passwords().hash(admin_password),
                                             actor("support", operator)).value
     except EmailAlreadyUsed:
         print(f"mfa: {admin_email} already has an account", file=sys.stderr)
@@ -156,7 +161,9 @@ def _notifier(settings: Settings) -> int:
               file=sys.stderr)
         return 2
     app = create_notifier_app(amqp_url=settings.amqp_url, exchange=settings.amqp_exchange,
-                              api_url=settings.api_url, allowed_origins=settings.allowed_origins)
+                              api_url=settings.api_url, allowed_origins=settings.allowed_origins,
+                              public_url=settings.public_url,
+                              check_seconds=settings.socket_check_seconds)
     print(f"mfa notifier listening on http://{settings.host}:{settings.notifier_port}", flush=True)
     web.run_app(app, host=settings.host, port=settings.notifier_port, print=None)
     return 0

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import base64
+import ipaddress
 import os
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 
 class ConfigError(Exception):
@@ -27,6 +29,35 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> i
     return value
 
 
+def _public_url(env: Mapping[str, str]) -> str:
+    raw = env.get("MFA_PUBLIC_URL", "").strip().rstrip("/")
+    if not raw:
+        return ""
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path \
+            or parts.query or parts.fragment or parts.username:
+        raise ConfigError("MFA_PUBLIC_URL must be an origin such as https://mfa.example.com "
+                          f"(scheme, host and optional port, nothing else), got {raw!r}")
+    return f"{parts.scheme}://{parts.netloc.lower()}"
+
+
+def _networks(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    networks = []
+    for item in env.get(name, "").split(","):
+        if not item.strip():
+            continue
+        try:
+            networks.append(str(ipaddress.ip_network(item.strip(), strict=False)))
+        except ValueError:
+            raise ConfigError(f"{name}: {item.strip()!r} is not an IP address or CIDR") from None
+    return tuple(networks)
+
+
+def _cpus() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
+        (os.cpu_count() or 1)
+
+
 @dataclass(frozen=True)
 class Settings:
     host: str = "127.0.0.1"
@@ -44,6 +75,19 @@ class Settings:
     lockout_base_seconds: int = 30
     lockout_max_seconds: int = 3600
     session_max_age_seconds: int = 12 * 3600
+    session_idle_seconds: int = 3600
+    # Wrong passwords: per client address and email (lockout_threshold), per address over all
+    # emails, and per email over all addresses (clients without a device cookie of that email).
+    password_address_threshold: int = 100
+    password_account_threshold: int = 50
+    throttle_forget_seconds: int = 24 * 3600
+    device_cookie_max_age_seconds: int = 180 * 24 * 3600
+    # argon2 runs in its own threads; past threads + queue waiting, the password step says 503.
+    hashing_threads: int = field(default_factory=lambda: max(1, _cpus() - 1))
+    hashing_queue: int = 8
+    public_url: str = ""
+    trusted_proxies: tuple[str, ...] = ()
+    socket_check_seconds: int = 60
     demo: bool = False
     var_dir: Path = Path("var")
 
@@ -80,6 +124,21 @@ class Settings:
             session_max_age_seconds=_int(
                 env, "MFA_SESSION_MAX_AGE_SECONDS", cls.session_max_age_seconds
             ),
+            session_idle_seconds=_int(
+                env, "MFA_SESSION_IDLE_SECONDS", cls.session_idle_seconds),
+            password_address_threshold=_int(
+                env, "MFA_PASSWORD_ADDRESS_THRESHOLD", cls.password_address_threshold),
+            password_account_threshold=_int(
+                env, "MFA_PASSWORD_ACCOUNT_THRESHOLD", cls.password_account_threshold),
+            throttle_forget_seconds=_int(
+                env, "MFA_THROTTLE_FORGET_SECONDS", cls.throttle_forget_seconds),
+            device_cookie_max_age_seconds=_int(
+                env, "MFA_DEVICE_COOKIE_MAX_AGE_SECONDS", cls.device_cookie_max_age_seconds),
+            hashing_threads=_int(env, "MFA_HASHING_THREADS", max(1, _cpus() - 1)),
+            hashing_queue=_int(env, "MFA_HASHING_QUEUE", cls.hashing_queue, minimum=0),
+            public_url=_public_url(env),
+            trusted_proxies=_networks(env, "MFA_TRUSTED_PROXIES"),
+            socket_check_seconds=_int(env, "MFA_SOCKET_CHECK_SECONDS", cls.socket_check_seconds),
             demo=env.get("MFA_DEMO", "0").strip().lower() in ("1", "true", "yes"),
             var_dir=var_dir,
         )

@@ -1,12 +1,14 @@
 """`mfa notifier`: the standalone notifier of the platform deployment.
 
 It consumes the bus (its own queue, so every instance sees every event) and serves `/ws`. It
-keeps no database: a socket's session cookie is checked by asking the API (`GET /api/me`), which
-also gives the state sent on connect.
+keeps no database: a socket's session cookie is checked by asking the API (`GET /api/session`,
+a check that does not count as use), which also gives the state sent on connect.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import re
 from collections.abc import AsyncIterator, Collection
@@ -18,7 +20,13 @@ from contracts.bus import Bus, RabbitBus
 from contracts.http import SESSION_COOKIE
 from services.notifier.live_sessions import LiveSessions
 from services.notifier.notices import Notifier
-from services.notifier.websocket import Authenticate, Viewer, refresh_all, websocket_handler
+from services.notifier.websocket import (
+    Authenticate,
+    Viewer,
+    check_sessions_periodically,
+    refresh_all,
+    websocket_handler,
+)
 
 log = logging.getLogger(__name__)
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
@@ -32,18 +40,21 @@ def api_authenticator(client: aiohttp.ClientSession, api_url: str) -> Authentica
     async def authenticate(token: str) -> Viewer | None:
         if not _TOKEN.match(token):
             return None
-        async with client.get(f"{api_url}/api/me",
+        # A check, not a use: /api/session does not keep an idle session alive.
+        async with client.get(f"{api_url}/api/session",
                               headers={"Cookie": f"{SESSION_COOKIE}={token}"}) as response:
             if response.status != 200:
                 return None
             me = await response.json()
-        return Viewer(me["user_id"], me["two_factor"]["status"], me["two_factor"]["required"])
+        return Viewer(me["user_id"], me["two_factor"]["status"], me["two_factor"]["required"],
+                      me["session"]["id"])
 
     return authenticate
 
 
 def create_notifier_app(*, amqp_url: str, exchange: str, api_url: str,
-                        allowed_origins: Collection[str] = ()) -> web.Application:
+                        allowed_origins: Collection[str] = (), public_url: str = "",
+                        check_seconds: float = 60) -> web.Application:
     app = web.Application()
     live = LiveSessions()
     notifier = Notifier(live)
@@ -62,7 +73,12 @@ def create_notifier_app(*, amqp_url: str, exchange: str, api_url: str,
                      await refresh_all(live, authenticate))
 
         bus.on_reconnect(catch_up)
+        checks = asyncio.create_task(check_sessions_periodically(live, authenticate,
+                                                                 check_seconds))
         yield
+        checks.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await checks
         await live.close_all()
         await bus.close()
         await client.close()
@@ -85,7 +101,8 @@ def create_notifier_app(*, amqp_url: str, exchange: str, api_url: str,
 
     app.on_shutdown.append(close_sockets)
     app.cleanup_ctx.append(resources)
-    app.router.add_get("/ws", websocket_handler(live, authenticate, allowed_origins))
+    app.router.add_get("/ws", websocket_handler(live, authenticate, allowed_origins,
+                                                public_url))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     return app

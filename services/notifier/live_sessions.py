@@ -17,12 +17,16 @@ class LiveSessions:
         self._sockets: defaultdict[str, set[web.WebSocketResponse]] = defaultdict(set)
         # What each socket's bar shows now, so a page is told only of a change.
         self._shown: dict[web.WebSocketResponse, tuple[Any, ...]] = {}
-        # The session token each socket was opened with, to check it again later.
+        # The session token each socket was opened with, to check it again later, and that
+        # session's id, to close its pages when it ends.
         self._tokens: dict[web.WebSocketResponse, str] = {}
+        self._session_ids: dict[web.WebSocketResponse, str] = {}
 
-    def add(self, user_id: str, socket: web.WebSocketResponse, token: str = "") -> None:
+    def add(self, user_id: str, socket: web.WebSocketResponse, token: str = "",
+            session_id: str = "") -> None:
         self._sockets[user_id].add(socket)
         self._tokens[socket] = token
+        self._session_ids[socket] = session_id
 
     def tokens(self) -> list[tuple[str, web.WebSocketResponse, str]]:
         return [(user_id, socket, self._tokens.get(socket, ""))
@@ -31,6 +35,7 @@ class LiveSessions:
     def remove(self, user_id: str, socket: web.WebSocketResponse) -> None:
         self._shown.pop(socket, None)
         self._tokens.pop(socket, None)
+        self._session_ids.pop(socket, None)
         sockets = self._sockets.get(user_id)
         if sockets is not None:
             sockets.discard(socket)
@@ -67,6 +72,16 @@ class LiveSessions:
             except (ConnectionResetError, RuntimeError):
                 self.remove(user_id, socket)
         return sent
+
+    async def end_session(self, user_id: str, session_id: str | None) -> int:
+        """Closes the pages of that session (None: of every session of the user); returns how
+        many. Code 4401 tells the page its session is over."""
+        ended = [socket for socket in list(self._sockets.get(user_id, ()))
+                 if session_id is None or self._session_ids.get(socket) == session_id]
+        for socket in ended:
+            self.remove(user_id, socket)
+            await socket.close(code=4401, message=b"session ended")
+        return len(ended)
 
     async def close_all(self) -> None:
         for user_id, sockets in list(self._sockets.items()):

@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any
+from typing import Any, cast
 
-from contracts.events import LOW_RECOVERY_CODES, SECURITY_NOTICES, PublicEvent, shows_banner
+from contracts.events import (
+    LOW_RECOVERY_CODES,
+    SECURITY_NOTICES,
+    SESSION_ENDED,
+    BusMessage,
+    PublicEvent,
+    SessionEnded,
+    shows_banner,
+)
 from services.notifier.live_sessions import LiveSessions
 
 # The events that can change whether the banner shows.
@@ -45,12 +53,17 @@ class Notifier:
         if len(table) > self.memory:
             table.popitem(last=False)
 
-    async def handle(self, event: PublicEvent) -> None:
-        if event["id"] in self._seen:
+    async def handle(self, message: BusMessage) -> None:
+        if message["id"] in self._seen:
             self.duplicates += 1
             return
-        self._remember(self._seen, event["id"], None)
+        self._remember(self._seen, message["id"], None)
         self.handled += 1
+        if message["type"] == SESSION_ENDED:
+            ended = cast("SessionEnded", message)
+            await self.live.end_session(ended["user_id"], ended["session_id"])
+            return
+        event = cast("PublicEvent", message)
         user_id = event["user_id"]
         if user_id is None:
             return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
@@ -18,11 +19,12 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Viewer:
-    """Who opened the socket, and their 2FA state at that moment."""
+    """Who opened the socket (which session), and their 2FA state at that moment."""
 
     user_id: str
     status: str
     required: bool
+    session_id: str = ""
 
 
 Authenticate = Callable[[str], Awaitable[Viewer | None]]
@@ -34,11 +36,14 @@ def _refuse(status: int, code: str, message: str) -> web.Response:
 
 
 def websocket_handler(live: LiveSessions, authenticate: Authenticate,
-                      allowed_origins: Collection[str] = ()) -> Callable[
-                          [web.Request], Awaitable[web.StreamResponse]]:
+                      allowed_origins: Collection[str] = (), public_url: str = "",
+                      ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """`public_url`: MFA_PUBLIC_URL, the origin the pages are served from (behind a TLS proxy
+    the request itself says http://)."""
+
     async def handler(request: web.Request) -> web.StreamResponse:
         origin = request.headers.get("Origin")
-        own = f"{request.scheme}://{request.host}"
+        own = public_url or f"{request.scheme}://{request.host}"
         if origin is not None and origin != own and origin not in allowed_origins:
             # Cross-site WebSocket hijacking: a page of another site cannot open it.
             return _refuse(403, "forbidden", "cross-origin WebSocket refused")
@@ -48,7 +53,7 @@ def websocket_handler(live: LiveSessions, authenticate: Authenticate,
             return _refuse(401, "unauthenticated", "log in first")
         socket = web.WebSocketResponse(heartbeat=30)
         await socket.prepare(request)
-        live.add(viewer.user_id, socket, token or "")
+        live.add(viewer.user_id, socket, token or "", viewer.session_id)
         try:
             await live.send_banner(viewer.user_id,
                                    banner_message(viewer.status, viewer.required), only=socket)
@@ -64,15 +69,28 @@ def websocket_handler(live: LiveSessions, authenticate: Authenticate,
 
 async def refresh_all(live: LiveSessions, authenticate: Authenticate) -> int:
     """Checks every open socket's session again and sends its current state where the bar
-    shows something else (after a bus outage, say); a socket whose session ended is closed.
-    Returns how many sockets were checked."""
+    shows something else (after a bus outage, say); a socket whose session ended (logged out,
+    expired, idle too long) is closed. Returns how many sockets are still open."""
     checked = 0
     for user_id, socket, token in live.tokens():
         viewer = await authenticate(token) if token else None
         if viewer is None:
+            live.remove(user_id, socket)
             await socket.close(code=4401, message=b"session ended")
             continue
         await live.send_banner(user_id, banner_message(viewer.status, viewer.required),
                                only=socket)
         checked += 1
     return checked
+
+
+async def check_sessions_periodically(live: LiveSessions, authenticate: Authenticate,
+                                      every_seconds: float) -> None:
+    """Sessions also end without a message (their lifetime runs out, or a logout's message was
+    lost while the bus was away): every open page's session is checked this often."""
+    while True:
+        await asyncio.sleep(every_seconds)
+        try:
+            await refresh_all(live, authenticate)
+        except Exception:
+            log.exception("checking the open pages' sessions failed; next try later")

@@ -113,3 +113,28 @@ async def test_last_recovery_code_forces_a_new_set(
     await finish.click()
     await expect(page).to_have_url(re.compile(r"/account/security$"))
     await expect(page.locator("#codes-left")).to_have_text("10 of 10")
+
+
+async def test_a_forced_regeneration_whose_window_ran_out_asks_for_the_password(
+        web: Web, admin: Api, new_browser: Callable[[], Awaitable[Api]],
+        clock: FrozenClock) -> None:
+    """Issue 8: once the login's 10-minute window is gone, the forced step is no dead end."""
+    user = await create_user(admin)
+    phone = await new_browser()
+    await phone.login(user["email"], user["password"])
+    _, codes = await enable_two_factor(phone, user["password"], clock)
+    for code in codes[:9]:
+        other = await new_browser()
+        assert await other.login(user["email"], user["password"]) == "second_factor"
+        assert (await other.post("/api/login/second-factor", {"code": code}))[0] == 200
+
+    page = await web.new_page()
+    await web.login(page, user["email"], user["password"])
+    await _use_recovery_code(page, codes[9])
+    await expect(page.get_by_role("heading", name="Regenerate recovery codes")).to_be_visible()
+    clock.advance(601)
+    await page.get_by_role("button", name="Regenerate codes").click()
+    await page.get_by_label("Current password").fill(user["password"])
+    await web.screen(page, "forced-regenerate-password")
+    await page.get_by_role("button", name="Regenerate codes").click()
+    await expect(page.locator("#forced-codes li")).to_have_count(10)

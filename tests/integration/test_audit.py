@@ -13,7 +13,15 @@ import orjson
 
 from services.mfa.bootstrap import Service
 from services.mfa.projections.runner import rebuild_all
-from tests.conftest import SECRET_KEY, Api, FrozenClock, Org, create_user, enable_two_factor
+from tests.conftest import (
+    FAST_PASSWORDS,
+    SECRET_KEY,
+    Api,
+    FrozenClock,
+    Org,
+    create_user,
+    enable_two_factor,
+)
 
 
 async def history(admin: Api, **params: str) -> list[dict[str, Any]]:
@@ -105,7 +113,7 @@ async def test_audit_tenancy_and_roles(admin: Api, service: Service, new_browser
     user = await create_user(admin)
     written = await service.call(
         service.app.create_organization, "Other", "boss@other.example", "Boss",
-        "other-password-1", "support:test")
+        FAST_PASSWORDS.hash("other-password-1"), "support:test")
     await service.settle(written.position)
     other_org, _ = written.value
     stranger = await new_browser()

@@ -24,6 +24,8 @@ from contracts.events import (
     EVENT_TYPES,
     PUBLIC_DATA,
     SCHEMA_VERSION,
+    SESSION_ENDED,
+    BusMessage,
     PublicEvent,
     UserState,
     routing_key,
@@ -50,6 +52,14 @@ def load_schema() -> dict[str, Any]:
 def validator() -> jsonschema.Draft202012Validator:
     return jsonschema.Draft202012Validator(
         load_schema(), format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
+
+
+@functools.cache
+def session_ended_validator() -> jsonschema.Draft202012Validator:
+    schema = json.loads((CONTRACTS / "schemas" / "session-ended.schema.json").read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(
+        schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
 
 
 def assert_valid(message: Any) -> None:
@@ -297,16 +307,27 @@ async def mixed_workload(admin: Api, new_browser: NewBrowser, clock: FrozenClock
     status, body = await bob_browser.post("/api/me/2fa/disable")
     assert status == 200, body
 
-    # C: wrong passwords until locked out, then a throttled attempt.
+    # C: a wrong password; then, with 2FA on, wrong codes until locked out, and a throttled
+    # attempt (wrong passwords are throttled outside the log, by address and email).
     carol = await create_user(admin, password="carol-password-1")
     secrets.add(carol["password"])
     carol_browser = await new_browser()
-    for _ in range(lockout_threshold):
-        status, _ = await carol_browser.post("/api/login", {"email": carol["email"],
-                                                            "password": "wrong-password-1"})
-        assert status in (401, 429)
     status, _ = await carol_browser.post("/api/login", {"email": carol["email"],
-                                                        "password": carol["password"]})
+                                                        "password": "wrong-password-1"})
+    assert status == 401
+    assert await carol_browser.login(carol["email"], carol["password"]) == "done"
+    key, codes = await enable_two_factor(carol_browser, carol["password"], clock)
+    secrets.add_setup_key(key)
+    secrets.add(*codes)
+    await carol_browser.post("/api/logout")
+    clock.advance(30)
+    assert await carol_browser.login(carol["email"], carol["password"]) == "second_factor"
+    for _ in range(lockout_threshold):
+        status, _ = await carol_browser.post("/api/login/second-factor",
+                                             {"code": wrong_code(key, clock)})
+        assert status == 401
+    status, _ = await carol_browser.post("/api/login/second-factor",
+                                         {"code": totp_code(key, clock)})
     assert status == 429
     return secrets
 
@@ -351,9 +372,14 @@ async def test_relayed_workload_follows_the_contract(
         service: Service, admin: Api, org: Org, new_browser: NewBrowser,
         clock: FrozenClock) -> None:
     messages: list[PublicEvent] = []
+    sessions_ended: list[Any] = []
 
-    async def collect(event: PublicEvent) -> None:
-        messages.append(event)
+    async def collect(message: BusMessage) -> None:
+        # The API's own SessionEnded notices (logouts) share the bus; they are not log events.
+        if message["type"] == SESSION_ENDED:
+            sessions_ended.append(message)
+        else:
+            messages.append(message)  # type: ignore[arg-type]
 
     # The embedded service relays onto its in-process bus; a second bus and relay replay the
     # log from the start (a relay that was behind), so the organization's events are seen too.
@@ -377,6 +403,10 @@ async def test_relayed_workload_follows_the_contract(
         ids = [m["id"] for m in batch]
         assert len(ids) == len(set(ids)), "one id per event"
 
+    assert sessions_ended, "the workload logs out"
+    for ended in sessions_ended:
+        assert not list(session_ended_validator().iter_errors(ended)), ended
+        assert not secrets.leaks(ended)
     assert [(p, kind) for p, kind, _ in log] == [(m["position"], m["type"]) for m in replayed]
     first = messages[0]["position"]  # the organization's may have gone out before subscribe
     assert [m["position"] for m in messages] == [p for p, _, _ in log if p >= first]

@@ -5,6 +5,8 @@ error code the server can answer with, each under the status the server gives it
 from __future__ import annotations
 
 import ast
+import inspect
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -97,7 +99,7 @@ def server_codes() -> dict[str, int]:
 
 def auth_codes() -> set[str]:
     """The codes of auth.py: session states, the window, and the helpers it raises."""
-    codes = {error.code for error in auth._RESTRICTED.values()}
+    codes = {error.code for error in auth._REFUSALS.values()}
     codes |= set(literal_errors(Path(auth.__file__), "ApiError"))
     codes |= {errors.unauthenticated().code, errors.forbidden("x").code}
     return codes
@@ -164,6 +166,103 @@ def test_lockout_answers_document_retry_after(document: dict[str, Any]) -> None:
         if "429" in operation["responses"]:
             response = resolve(document, operation["responses"]["429"])
             assert "Retry-After" in response["headers"], (method, path)
+
+
+def test_unavailable_answers_document_retry_after(document: dict[str, Any]) -> None:
+    for (method, path), operation in operations(document).items():
+        for status in ("429", "503"):
+            if status not in operation["responses"]:
+                continue
+            response = resolve(document, operation["responses"][status])
+            if status == "503" and "unavailable" not in response.get("x-error-codes", []):
+                continue  # /readyz: its own body, not an error of the contract
+            header = resolve(document, response.get("headers", {}).get("Retry-After", {}))
+            assert header.get("required") is True, (method, path, status)
+
+
+def served_handlers(tmp_path: Path) -> dict[tuple[str, str], Any]:
+    """(method, path) -> handler of every documented (non-page) route of the server."""
+    app = create_app(Settings(database_url=f"sqlite:///{tmp_path / 'mfa.db'}",
+                              secret_key="x" * 40))
+    handlers = {}
+    for route in app.router.routes():
+        if route.method == "HEAD" or route.resource is None:
+            continue
+        if (isinstance(route.resource, web.StaticResource)
+                or getattr(route.handler, "__module__", "") == HTML_PAGES):
+            continue
+        handlers[(route.method, route.resource.canonical)] = route.handler
+    return handlers
+
+
+def handler_calls(handler: Any) -> list[ast.Call]:
+    try:
+        source = textwrap.dedent(inspect.getsource(handler))
+    except (OSError, TypeError):  # a closure built at run time (/ws): nothing to read
+        return []
+    return [node for node in ast.walk(ast.parse(source)) if isinstance(node, ast.Call)]
+
+
+def runs_a_command(handler: Any) -> bool:
+    """Writes to the store (`service.command`), or checks or hashes a password (the hashing
+    pool): both can answer 503 `unavailable` (ConcurrentUpdate, HashingBusy)."""
+    for call in handler_calls(handler):
+        name = ast.unparse(call.func)
+        if name.endswith(".command") or ".logins." in name or ".hashing." in name:
+            return True
+    return False
+
+
+def test_every_operation_that_runs_a_command_documents_unavailable(
+        document: dict[str, Any], tmp_path: Path) -> None:
+    documented = operations(document)
+    commands = {key for key, handler in served_handlers(tmp_path).items()
+                if runs_a_command(handler)}
+    assert ("POST", "/api/login") in commands
+    assert ("POST", "/api/admin/users") in commands
+    missing = []
+    for key in sorted(commands):
+        response = resolve(document, documented[key]["responses"].get("503", {}))
+        if "unavailable" not in response.get("x-error-codes", []):
+            missing.append(key)
+    assert missing == [], "run a command but do not document 503 unavailable"
+
+
+def test_the_session_states_of_each_operation_are_those_the_handler_requires(
+        document: dict[str, Any], tmp_path: Path) -> None:
+    wrong = []
+    for key, handler in served_handlers(tmp_path).items():
+        required: set[str] | None = None
+        for call in handler_calls(handler):
+            name = ast.unparse(call.func)
+            if name == "require" and call.args[1:]:
+                states = [s.value for s in call.args[1:] if isinstance(s, ast.Constant)]
+                assert len(states) == len(call.args) - 1, ast.unparse(call)
+                required = {str(state) for state in states}
+            elif name == "require_admin":
+                required = {"done"}
+        if required is None:
+            continue  # no session needed, or its own rules (login, logout, /api/session)
+        documented = set(operations(document)[key].get("x-session-states", []))
+        if documented != required:
+            wrong.append((key, sorted(documented), sorted(required)))
+    assert wrong == []
+
+
+def test_state_changing_calls_document_the_rules_every_one_of_them_goes_through(
+        document: dict[str, Any]) -> None:
+    """The middleware checks size, CSRF and that the body is a JSON object before any handler:
+    413, 403 `forbidden` and 400 `validation_error` can answer every such call."""
+    missing = []
+    for (method, path), operation in operations(document).items():
+        if method not in {"POST", "PUT", "PATCH", "DELETE"} or not path.startswith("/api/"):
+            continue
+        for status, code in (("400", "validation_error"), ("403", "forbidden"),
+                             ("413", "payload_too_large")):
+            response = resolve(document, operation["responses"].get(status, {}))
+            if code not in response.get("x-error-codes", []):
+                missing.append((method, path, status, code))
+    assert missing == []
 
 
 @pytest.mark.parametrize(("schema", "model"), [

@@ -498,13 +498,15 @@ async def test_forced_setup_after_admin_requires(admin: Api, new_browser: NewBro
     assert await browser.login(user["email"], user["password"]) == "setup_2fa"
 
 
-async def test_restricted_session_cannot_reauthenticate(admin: Api,
-                                                        new_browser: NewBrowser) -> None:
+async def test_a_forced_setup_may_reauthenticate(admin: Api, new_browser: NewBrowser) -> None:
+    """SPEC section 4: a forced setup that outlived its window is not a dead end."""
     user = await create_user(admin, required=True)
     browser = await new_browser()
     assert await browser.login(user["email"], user["password"]) == "setup_2fa"
     status, body = await browser.post("/api/me/reauthenticate", {"password": user["password"]})
-    assert (status, error_code(body)) == (403, "setup_2fa_required")
+    assert status == 200, body
+    status, body = await browser.get("/api/admin/users")
+    assert (status, error_code(body)) == (403, "setup_2fa_required")  # still restricted
 
 
 # ---- GET /api/me -------------------------------------------------------------------------------
@@ -514,7 +516,9 @@ async def test_me_fields(admin: Api, org: Org, new_browser: NewBrowser) -> None:
     user, browser = await logged_in_user(admin, new_browser)
     status, me = await browser.get("/api/me")
     assert status == 200
-    assert set(me) == {"user_id", "org_id", "email", "name", "role", "two_factor"}
+    assert set(me) == {"user_id", "org_id", "email", "name", "role", "two_factor", "session"}
+    assert set(me["session"]) == {"id", "state", "expires_at"}
+    assert me["session"]["state"] == "done"
     assert set(me["two_factor"]) == {"status", "required", "recovery_codes_left", "banner"}
     assert str(uuid.UUID(me["user_id"])) == me["user_id"] == user["user_id"]
     assert str(uuid.UUID(me["org_id"])) == me["org_id"] == org.org_id

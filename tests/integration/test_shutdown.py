@@ -48,7 +48,7 @@ async def test_sqlite_shutdown_waits_for_store_calls_in_flight(tmp_path: Path) -
     stack = contextlib.AsyncExitStack()
     await stack.enter_async_context(running(service, projections=True, relay=True))
     written = await service.call(service.app.create_organization, "Org", "a@example.com",
-                                 "Ada", "password-123", "support:test")
+                                 "Ada", FAST_PASSWORDS.hash("password-123"), "support:test")
     for follower in service.followers:  # all caught up: none has a store call of its own left
         assert await follower.wait_for(written.position)
     armed.set()

@@ -12,7 +12,15 @@ import pytest
 from services.mfa.bootstrap import Service
 from services.mfa.domain.mfa import mfa_id
 from services.mfa.http.context import SERVICE
-from tests.conftest import Api, FrozenClock, Org, create_user, enable_two_factor, totp_code
+from tests.conftest import (
+    FAST_PASSWORDS,
+    Api,
+    FrozenClock,
+    Org,
+    create_user,
+    enable_two_factor,
+    totp_code,
+)
 
 
 @pytest.fixture
@@ -72,7 +80,8 @@ class OtherOrg:
 async def other(service: Service, new_browser, clock: FrozenClock) -> OtherOrg:
     email = f"boss-{uuid.uuid4().hex[:8]}@other.example"
     org_id, admin_id = (await service.call(
-        service.app.create_organization, "Other Org", email, "Bea Boss", "boss-password-1",
+        service.app.create_organization, "Other Org", email, "Bea Boss",
+        FAST_PASSWORDS.hash("boss-password-1"),
         "support:test")).value
     admin_b = await new_browser()
     assert await admin_b.login(email, "boss-password-1") == "done"

@@ -1,4 +1,6 @@
-"""Brute-force throttling: per account, mixed factors, growing waits, and what resets the count."""
+"""Brute-force throttling of the second factor: per account, mixed codes, growing waits, what
+resets the count, and wrong passwords recorded without counting (they are throttled by address
+and email outside the aggregate: tests/unit/test_throttle.py)."""
 
 from __future__ import annotations
 
@@ -15,7 +17,6 @@ from tests.unit.support import (
     code_at,
     enrolled_mfa,
     event_names,
-    new_mfa,
     wrong_recovery,
     wrong_totp,
 )
@@ -23,14 +24,15 @@ from tests.unit.support import (
 
 def fail(mfa: MFA, secret: str, clock: FrozenClock, policy: LockoutPolicy,
          kind: str = "totp") -> None:
-    """One wrong attempt of the given kind; checks it is refused as a wrong credential."""
-    if kind == "password":
-        with pytest.raises(InvalidCredentials):
-            mfa.reject_password(policy, clock.now(), "u")
-    else:
-        code = wrong_totp(secret, clock) if kind == "totp" else wrong_recovery(mfa.codes)
-        with pytest.raises(InvalidCode):
-            mfa.verify_second_factor(code, policy, clock.now(), "u")
+    """One wrong second factor of the given kind; checks it is refused as a wrong code."""
+    code = wrong_totp(secret, clock) if kind == "totp" else wrong_recovery(mfa.codes)
+    with pytest.raises(InvalidCode):
+        mfa.verify_second_factor(code, policy, clock.now(), "u")
+
+
+def wrong_password(mfa: MFA, clock: FrozenClock) -> None:
+    with pytest.raises(InvalidCredentials):
+        mfa.reject_password(1, None, clock.now(), "u", "192.0.2.1")
 
 
 # ---- the policy -----------------------------------------------------------------------------
@@ -61,11 +63,9 @@ def test_custom_policy() -> None:
 # ---- on the aggregate -------------------------------------------------------------------------
 
 
-def test_threshold_failures_mixed_password_and_codes_lock(
-    clock: FrozenClock, policy: LockoutPolicy
-) -> None:
+def test_threshold_failures_mixed_codes_lock(clock: FrozenClock, policy: LockoutPolicy) -> None:
     mfa, secret, _ = enrolled_mfa(clock)
-    for count, kind in enumerate(["password", "totp", "recovery", "password"], start=1):
+    for count, kind in enumerate(["totp", "recovery", "totp", "recovery"], start=1):
         fail(mfa, secret, clock, policy, kind)
         assert mfa.failures == count
         assert mfa.locked_until is None and not mfa.is_locked(clock.now())
@@ -73,12 +73,23 @@ def test_threshold_failures_mixed_password_and_codes_lock(
     assert mfa.failures == 5
     assert mfa.locked_until == clock.now() + timedelta(seconds=30)
     assert mfa.is_locked(clock.now())
-    assert event_names(mfa)[-5:] == ["PasswordRejected", "SecondFactorRejected",
-                                     "SecondFactorRejected", "PasswordRejected",
-                                     "SecondFactorRejected"]
+    assert event_names(mfa)[-5:] == ["SecondFactorRejected"] * 5
     assert [e.factor for e in mfa.pending_events[-5:]] == [  # type: ignore[attr-defined]
-        "password", "totp", "recovery_code", "password", "totp"]
+        "totp", "recovery_code", "totp", "recovery_code", "totp"]
     assert mfa.pending_events[-1].locked_until == mfa.locked_until  # type: ignore[attr-defined]
+
+
+def test_wrong_passwords_are_recorded_and_count_nothing(clock: FrozenClock,
+                                                        policy: LockoutPolicy) -> None:
+    """Issue 8, item 3: a stranger's wrong passwords cannot lock the user's second factor."""
+    mfa, secret, _ = enrolled_mfa(clock)
+    for _ in range(20):
+        wrong_password(mfa, clock)
+    assert mfa.failures == 0 and not mfa.is_locked(clock.now())
+    rejected = mfa.pending_events[-1]
+    assert type(rejected).__name__ == "PasswordRejected"
+    assert (rejected.factor, rejected.address) == ("password", "192.0.2.1")  # type: ignore[attr-defined]
+    assert mfa.verify_second_factor(code_at(secret, clock), policy, clock.now(), "u") == "totp"
 
 
 def test_a_right_code_while_locked_is_refused_and_throttled(
@@ -101,19 +112,6 @@ def test_a_right_code_while_locked_is_refused_and_throttled(
     # throttled attempts neither count as failures, nor consume a code, nor extend the wait
     assert mfa.failures == 5 and mfa.locked_until == until
     assert mfa.last_step == last_step and mfa.recovery_codes_left == 10
-
-
-def test_refuse_if_locked_for_a_password(clock: FrozenClock, policy: LockoutPolicy) -> None:
-    mfa = new_mfa(clock)
-    mfa.refuse_if_locked("password", clock.now(), "u")  # not locked: nothing happens
-    assert event_names(mfa) == ["MfaCreated"]
-    for _ in range(5):
-        with pytest.raises(InvalidCredentials):
-            mfa.reject_password(policy, clock.now(), "u")
-    with pytest.raises(LockedOut):
-        mfa.refuse_if_locked("password", clock.now(), "u")
-    assert event_names(mfa)[-1] == "AttemptThrottled"
-    assert mfa.pending_events[-1].factor == "password"  # type: ignore[attr-defined]
 
 
 def test_lock_expires_with_the_clock(clock: FrozenClock, policy: LockoutPolicy) -> None:
@@ -154,7 +152,7 @@ def test_a_failure_right_after_the_lock_doubles_the_wait(
 ) -> None:
     mfa, secret, _ = enrolled_mfa(clock)
     for _ in range(5):
-        fail(mfa, secret, clock, policy, "password")
+        fail(mfa, secret, clock, policy, "totp")
     clock.advance(30)
     fail(mfa, secret, clock, policy, "recovery")
     assert mfa.locked_until == clock.now() + timedelta(seconds=60)
@@ -207,52 +205,26 @@ def test_a_right_password_does_not_reset_the_count_when_2fa_is_on(
     assert mfa.is_locked(clock.now())
 
 
-def test_a_right_password_resets_the_count_when_2fa_is_off(
+def test_a_completed_login_resets_the_count_when_2fa_is_off(
     clock: FrozenClock, policy: LockoutPolicy
 ) -> None:
-    mfa = new_mfa(clock)
+    """Failures left from before 2FA was reset: the next completed login clears them."""
+    mfa, secret, _ = enrolled_mfa(clock)
     for _ in range(4):
-        with pytest.raises(InvalidCredentials):
-            mfa.reject_password(policy, clock.now(), "u")
+        fail(mfa, secret, clock, policy)
+    mfa.reset(clock.now(), "admin:a")
     assert mfa.failures == 4
     mfa.accept_password("login", clock.now(), "u")
     assert mfa.pending_events[-1].completes_login is True  # type: ignore[attr-defined]
     assert mfa.failures == 0 and mfa.locked_until is None
-    for _ in range(4):
-        with pytest.raises(InvalidCredentials):
-            mfa.reject_password(policy, clock.now(), "u")
-    assert not mfa.is_locked(clock.now())
 
 
 def test_a_reauthentication_completes_no_login_and_resets_nothing(
     clock: FrozenClock, policy: LockoutPolicy
 ) -> None:
-    mfa = new_mfa(clock)
+    mfa, secret, _ = enrolled_mfa(clock)
     for _ in range(4):
-        with pytest.raises(InvalidCredentials):
-            mfa.reject_password(policy, clock.now(), "u")
+        fail(mfa, secret, clock, policy)
     mfa.accept_password("reauthenticate", clock.now(), "u")
     assert mfa.pending_events[-1].completes_login is False  # type: ignore[attr-defined]
     assert mfa.failures == 4
-
-
-def test_a_lock_reached_by_passwords_blocks_the_second_factor(
-    clock: FrozenClock, policy: LockoutPolicy
-) -> None:
-    mfa, secret, _ = enrolled_mfa(clock)
-    for _ in range(5):
-        fail(mfa, secret, clock, policy, "password")
-    with pytest.raises(LockedOut):
-        mfa.verify_second_factor(code_at(secret, clock), policy, clock.now(), "u")
-
-
-def test_a_wrong_password_while_2fa_is_off_is_counted_on_the_same_aggregate(
-    clock: FrozenClock, policy: LockoutPolicy
-) -> None:
-    mfa = new_mfa(clock)
-    with pytest.raises(InvalidCredentials):
-        mfa.reject_password(policy, clock.now(), "u")
-    rejected = mfa.pending_events[-1]
-    assert type(rejected).__name__ == "PasswordRejected"
-    assert (rejected.factor, rejected.failures, rejected.locked_until) == (  # type: ignore[attr-defined]
-        "password", 1, None)

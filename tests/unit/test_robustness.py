@@ -39,6 +39,6 @@ def test_unknown_users_are_account_not_found(app: MfaApplication) -> None:
 
 
 def test_an_unknown_role_is_a_domain_error(app: MfaApplication) -> None:
-    org_id, _ = app.create_organization("Org", "a@b.example", "A", "password-1", "system").value
+    org_id, _ = app.create_organization("Org", "a@b.example", "A", "hash-1", "system").value
     with pytest.raises(InvalidRole):
-        app.create_user(org_id, "c@d.example", "C", "root", "password-1", False, "system")
+        app.create_user(org_id, "c@d.example", "C", "root", "hash-1", False, "system")

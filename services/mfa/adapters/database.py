@@ -35,6 +35,10 @@ class Database(Protocol):
         """Runs one statement; returns the number of rows it changed."""
         ...
 
+    async def mutate(self, sql: str, *args: Any) -> list[dict[str, Any]]:
+        """Runs one writing statement with a RETURNING clause; returns its rows."""
+        ...
+
     async def transaction(self, statements: Sequence[Statement]) -> bool:
         """Runs the statements in one transaction. When the first one changes no row, nothing is
         committed and False is returned: the first statement is the guard (a tracking update)."""
@@ -75,6 +79,9 @@ class SqliteDatabase:
     async def execute(self, sql: str, *args: Any) -> int:
         return await asyncio.to_thread(self._execute, sql, args)
 
+    async def mutate(self, sql: str, *args: Any) -> list[dict[str, Any]]:
+        return await asyncio.to_thread(self._mutate, sql, args)
+
     async def transaction(self, statements: Sequence[Statement]) -> bool:
         return await asyncio.to_thread(self._transaction, statements)
 
@@ -96,6 +103,10 @@ class SqliteDatabase:
     def _execute(self, sql: str, args: Sequence[Any]) -> int:
         with self._write_lock:
             return self._write.execute(sql, tuple(args)).rowcount
+
+    def _mutate(self, sql: str, args: Sequence[Any]) -> list[dict[str, Any]]:
+        with self._write_lock:
+            return [dict(row) for row in self._write.execute(sql, tuple(args)).fetchall()]
 
     def _transaction(self, statements: Sequence[Statement]) -> bool:
         if not statements:
@@ -177,6 +188,9 @@ class PostgresDatabase:
 
     async def execute(self, sql: str, *args: Any) -> int:
         return _rows_changed(await self._pool.execute(to_postgres(sql), *args))
+
+    async def mutate(self, sql: str, *args: Any) -> list[dict[str, Any]]:
+        return await self.fetch(sql, *args)
 
     async def transaction(self, statements: Sequence[Statement]) -> bool:
         if not statements:

@@ -1,96 +1,150 @@
 """Server-side sessions. The cookie holds a random token; the store keeps only its HMAC, so a
-leaked table gives no usable session. Any api instance can serve any request."""
+leaked table gives no usable session. Any api instance can serve any request.
+
+A session has two lifetimes (SPEC section 4, NIST SP 800-63B AAL2): an absolute one from the
+login, which nothing extends (a new token at each step keeps the login's end), and an idle one,
+renewed by use. Its `sid` stays the same across token rotations: the notifier closes the open
+pages of a session by it, so it is safe to publish (it authenticates nothing).
+"""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from services.mfa.adapters.database import Database
+from services.mfa.domain.session_states import State
 
-SCHEMA = [
-    """CREATE TABLE IF NOT EXISTS mfa_sessions (
-        token_hash text PRIMARY KEY,
-        user_id text NOT NULL,
-        state text NOT NULL,
-        window_until double precision,
-        created_at double precision NOT NULL,
-        expires_at double precision NOT NULL
-    )""",
-    "CREATE INDEX IF NOT EXISTS mfa_sessions_user ON mfa_sessions (user_id)",
-]
+_TABLE = """CREATE TABLE IF NOT EXISTS mfa_sessions (
+    token_hash text PRIMARY KEY,
+    user_id text NOT NULL,
+    state text NOT NULL,
+    window_until double precision,
+    created_at double precision NOT NULL,
+    expires_at double precision NOT NULL,
+    sid text,
+    last_seen double precision
+)"""
+# Columns added since the first version of the table, for databases created before them.
+_ADDED = (("sid", "text"), ("last_seen", "double precision"))
 
-STATES = ("second_factor", "setup_2fa", "regenerate_codes", "done")
+
+async def create_schema(db: Database) -> None:
+    await db.execute(_TABLE)
+    if db.dialect == "sqlite":
+        rows = await db.fetch("PRAGMA table_info(mfa_sessions)")
+        columns = {row["name"] for row in rows}
+    else:
+        rows = await db.fetch("SELECT column_name FROM information_schema.columns"
+                              " WHERE table_name = 'mfa_sessions'"
+                              " AND table_schema = current_schema()")
+        columns = {row["column_name"] for row in rows}
+    for name, kind in _ADDED:
+        if name not in columns:
+            await db.execute(f"ALTER TABLE mfa_sessions ADD COLUMN {name} {kind}")
+    # Sessions of the first version had a lifetime that re-authentication extended: end them.
+    await db.execute("DELETE FROM mfa_sessions WHERE sid IS NULL")
+    await db.execute("CREATE INDEX IF NOT EXISTS mfa_sessions_user ON mfa_sessions (user_id)")
 
 
 @dataclass(frozen=True)
 class Session:
     token: str
+    sid: str
     user_id: UUID
-    state: str
+    state: State
     window_until: float | None
-    expires_at: float
+    login_at: float
+    expires_at: float  # login_at + the absolute lifetime; never moved
+    last_seen: float
 
     def window_open(self, now: datetime) -> bool:
         return self.window_until is not None and now.timestamp() < self.window_until
 
+    def seconds_left(self, now: datetime) -> int:
+        return max(0, int(self.expires_at - now.timestamp()))
+
 
 class SessionStore:
-    def __init__(self, db: Database, key: bytes, max_age_seconds: int) -> None:
+    def __init__(self, db: Database, key: bytes, max_age_seconds: int,
+                 idle_seconds: int) -> None:
         self._db = db
         self._key = key
         self._max_age = max_age_seconds
+        self._idle = idle_seconds
+        # Use renews the idle lifetime; writing it at most this often keeps reads cheap.
+        self._touch_every = min(60.0, idle_seconds / 10)
 
     def _hash(self, token: str) -> str:
         return hmac.new(self._key, token.encode(), hashlib.sha256).hexdigest()
 
-    async def create(self, user_id: UUID, state: str, window_until: float | None,
+    async def create(self, user_id: UUID, state: State, window_until: float | None,
                      now: datetime) -> Session:
         token = secrets.token_urlsafe(32)
-        expires_at = now.timestamp() + self._max_age
+        at = now.timestamp()
+        session = Session(token, str(uuid4()), user_id, state, window_until, at,
+                          at + self._max_age, at)
         await self._db.execute(
-            "INSERT INTO mfa_sessions (token_hash, user_id, state, window_until, created_at,"
-            " expires_at) VALUES (?, ?, ?, ?, ?, ?)",
-            self._hash(token), str(user_id), state, window_until, now.timestamp(), expires_at,
-        )
-        return Session(token, user_id, state, window_until, expires_at)
+            "INSERT INTO mfa_sessions (token_hash, sid, user_id, state, window_until,"
+            " created_at, expires_at, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            self._hash(token), session.sid, str(user_id), state, window_until, at,
+            session.expires_at, at)
+        return session
 
-    async def get(self, token: str, now: datetime) -> Session | None:
-        row = await self._db.fetchrow(
-            "SELECT user_id, state, window_until, expires_at FROM mfa_sessions"
-            " WHERE token_hash = ?", self._hash(token))
-        if row is None or row["expires_at"] <= now.timestamp():
+    async def get(self, token: str, now: datetime, *, touch: bool = True) -> Session | None:
+        """The live session of this token; None once its absolute or idle lifetime is over.
+        `touch`: this is a use of the session (a request of the user), which renews its idle
+        lifetime; a check by the notifier is not."""
+        if not token.isascii():  # not one of ours (aiohttp keeps odd bytes as surrogates)
             return None
-        return Session(token, UUID(row["user_id"]), row["state"], row["window_until"],
-                       row["expires_at"])
+        row = await self._db.fetchrow(
+            "SELECT sid, user_id, state, window_until, created_at, expires_at, last_seen"
+            " FROM mfa_sessions WHERE token_hash = ?", self._hash(token))
+        if row is None:
+            return None
+        at = now.timestamp()
+        session = Session(token, row["sid"], UUID(row["user_id"]), row["state"],
+                          row["window_until"], row["created_at"], row["expires_at"],
+                          row["last_seen"])
+        if at >= session.expires_at or at - session.last_seen >= self._idle:
+            await self.end(session)
+            return None
+        if touch and at - session.last_seen >= self._touch_every:
+            await self._db.execute("UPDATE mfa_sessions SET last_seen = ? WHERE token_hash = ?",
+                                   at, self._hash(token))
+            session = replace(session, last_seen=at)
+        return session
 
-    async def replace(self, old: Session, state: str, window_until: float | None,
+    async def replace(self, old: Session, state: State, window_until: float | None,
                       now: datetime) -> Session:
         """A new token for the new state (ASVS 7.2.4): the old one stops working, in the same
-        statement, so no moment has both or neither."""
+        statement, so no moment has both or neither. The login's end stays where it was."""
         token = secrets.token_urlsafe(32)
-        expires_at = now.timestamp() + self._max_age
+        at = now.timestamp()
         await self._db.execute(
-            "UPDATE mfa_sessions SET token_hash = ?, state = ?, window_until = ?, created_at = ?,"
-            " expires_at = ? WHERE token_hash = ?",
-            self._hash(token), state, window_until, now.timestamp(), expires_at,
-            self._hash(old.token))
-        return Session(token, old.user_id, state, window_until, expires_at)
+            "UPDATE mfa_sessions SET token_hash = ?, state = ?, window_until = ?, last_seen = ?"
+            " WHERE token_hash = ?",
+            self._hash(token), state, window_until, at, self._hash(old.token))
+        return replace(old, token=token, state=state, window_until=window_until, last_seen=at)
 
-    async def set_state(self, session: Session, state: str) -> Session:
-        await self._db.execute("UPDATE mfa_sessions SET state = ? WHERE token_hash = ?",
-                               state, self._hash(session.token))
-        return Session(session.token, session.user_id, state, session.window_until,
-                       session.expires_at)
+    async def set_state(self, session: Session, state: State,
+                        window_until: float | None) -> Session:
+        """A change decided by the server alone (a forced step that no longer applies)."""
+        await self._db.execute(
+            "UPDATE mfa_sessions SET state = ?, window_until = ? WHERE token_hash = ?",
+            state, window_until, self._hash(session.token))
+        return replace(session, state=state, window_until=window_until)
 
     async def end(self, session: Session) -> None:
         await self._db.execute("DELETE FROM mfa_sessions WHERE token_hash = ?",
                                self._hash(session.token))
 
     async def purge_expired(self, now: datetime) -> int:
-        return await self._db.execute("DELETE FROM mfa_sessions WHERE expires_at <= ?",
-                                      now.timestamp())
+        at = now.timestamp()
+        return await self._db.execute(
+            "DELETE FROM mfa_sessions WHERE expires_at <= ? OR last_seen <= ?",
+            at, at - self._idle)

@@ -25,6 +25,11 @@ class LockedOut(DomainError):
         self.until = until
 
 
+class SecondFactorOwed(DomainError):
+    """A session that proved only the password tried to configure 2FA after the user turned it
+    on elsewhere: it owes the second factor now."""
+
+
 class NoEnrollmentInProgress(DomainError):
     """Setup verification without a setup started in the current window."""
 

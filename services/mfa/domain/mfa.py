@@ -19,11 +19,13 @@ from services.mfa.domain.errors import (
     InvalidCredentials,
     LockedOut,
     NoEnrollmentInProgress,
+    SecondFactorOwed,
     SetupWindowExpired,
     TwoFactorNotOn,
     TwoFactorRequired,
 )
 from services.mfa.domain.lockout import LockoutPolicy
+from services.mfa.domain.session_states import UserTwoFactor
 
 _MFA_NAMESPACE = uuid5(NAMESPACE_URL, "urn:mfa-service:mfa")
 
@@ -72,6 +74,10 @@ class MFA(Aggregate):
         """2FA Status as the users grid shows it."""
         return "on" if self.is_on else "off"
 
+    def factors(self) -> UserTwoFactor:
+        """What a login session's state depends on (services/mfa/domain/session_states.py)."""
+        return UserTwoFactor(self.is_on, self.required, self.recovery_codes_left)
+
     def shown_state(self) -> dict[str, Any]:
         """The `two_factor` object of GET /api/me."""
         return {"status": self.status, "required": self.required,
@@ -91,49 +97,62 @@ class MFA(Aggregate):
 
     # ---- commands ------------------------------------------------------------------------------
 
-    def refuse_if_locked(self, factor: str, now: datetime, actor: str) -> None:
-        if self.locked_until is not None and now < self.locked_until:
-            self._record(self.AttemptThrottled, now, actor, factor=factor, until=self.locked_until)
-            raise LockedOut(self.locked_until)
-
-    def accept_password(self, purpose: str, now: datetime, actor: str) -> None:
+    def accept_password(self, purpose: str, now: datetime, actor: str,
+                        address: str | None = None) -> None:
         """A right password. It completes a login only when no second factor follows."""
         completes_login = purpose == "login" and not self.is_on
         self._record(self.PasswordAccepted, now, actor, purpose=purpose,
-                     completes_login=completes_login)
+                     completes_login=completes_login, address=address)
 
-    def reject_password(self, policy: LockoutPolicy, now: datetime, actor: str) -> None:
-        self._reject("password", policy, now, actor)
+    def reject_password(self, failures: int, locked_until: datetime | None, now: datetime,
+                        actor: str, address: str | None = None) -> None:
+        """A wrong password, recorded for the audit. Password attempts are throttled by client
+        address and email outside the aggregate (so a stranger cannot lock the user out); they
+        never count toward the second factor's lockout. `failures` and `locked_until` say where
+        that throttle stands."""
+        self._record(self.PasswordRejected, now, actor, factor="password", failures=failures,
+                     locked_until=locked_until, address=address)
         raise InvalidCredentials()
 
-    def verify_second_factor(
-        self, code: str, policy: LockoutPolicy, now: datetime, actor: str
-    ) -> str:
+    def verify_second_factor(self, code: str, policy: LockoutPolicy, now: datetime,
+                             actor: str, address: str | None = None) -> str:
         """Accept a 6-digit TOTP code or an 8-digit recovery code; returns which it was."""
         factor = "totp" if len(code) == totp.DIGITS else "recovery_code"
-        self.refuse_if_locked(factor, now, actor)
+        if self.locked_until is not None and now < self.locked_until:
+            self._record(self.AttemptThrottled, now, actor, factor=factor,
+                         until=self.locked_until, address=address)
+            raise LockedOut(self.locked_until)
         if self.secret is not None:
             if factor == "totp":
                 step = totp.matching_step(self.secret, code, now, self.last_step)
                 if step is not None:
-                    self._record(self.TotpAccepted, now, actor, step=step)
+                    self._record(self.TotpAccepted, now, actor, step=step, address=address)
                     return factor
             else:
                 index = recovery_codes.find_unused(self.codes, self.used, code)
                 if index is not None:
                     self._record(self.RecoveryCodeConsumed, now, actor, index=index,
-                                 remaining=self.recovery_codes_left - 1)
+                                 remaining=self.recovery_codes_left - 1, address=address)
                     return factor
-        self._reject(factor, policy, now, actor)
+        failures = self.failures + 1
+        self._record(self.SecondFactorRejected, now, actor, factor=factor, failures=failures,
+                     locked_until=policy.locked_until(failures, now), address=address)
         raise InvalidCode()
 
     def start_enrollment(self, secret: str, expires_at: datetime, now: datetime,
-                         actor: str) -> None:
-        """Configure 2FA. Allowed while On too: confirming a new app replaces the old one."""
+                         actor: str, *, forced: bool = False) -> None:
+        """Configure 2FA. Allowed while On too: confirming a new app replaces the old one. A
+        forced setup (a session that proved only the password) may never replace one."""
+        if forced and self.is_on:
+            raise SecondFactorOwed()
         self._record(self.EnrollmentStarted, now, actor, secret=secret, expires_at=expires_at)
 
     def confirm_enrollment(self, code: str, new_codes: list[str], now: datetime,
-                           actor: str) -> None:
+                           actor: str, *, forced: bool = False) -> None:
+        if forced and self.is_on:
+            # 2FA was configured in another session meanwhile: decided here, by the store's
+            # optimistic concurrency, not by a check that may have raced with it.
+            raise SecondFactorOwed()
         if self.pending_secret is None or self.pending_expires_at is None:
             raise NoEnrollmentInProgress()
         if now >= self.pending_expires_at:
@@ -164,12 +183,6 @@ class MFA(Aggregate):
         self._record(self.ResetByAdmin, now, actor)
 
     # ---- internals -----------------------------------------------------------------------------
-
-    def _reject(self, factor: str, policy: LockoutPolicy, now: datetime, actor: str) -> None:
-        failures = self.failures + 1
-        self._record(self.SecondFactorRejected if factor != "password" else self.PasswordRejected,
-                     now, actor, factor=factor, failures=failures,
-                     locked_until=policy.locked_until(failures, now))
 
     def _record(self, event_class: type[UserEvent], now: datetime, actor: str,
                 **fields: Any) -> None:
@@ -208,6 +221,7 @@ class MFA(Aggregate):
 
     class TotpAccepted(UserEvent):
         step: int
+        address: str | None = None
 
         def apply(self, mfa: MFA) -> None:
             mfa.last_step = self.step
@@ -217,6 +231,7 @@ class MFA(Aggregate):
     class RecoveryCodeConsumed(UserEvent):
         index: int
         remaining: int
+        address: str | None = None
 
         def apply(self, mfa: MFA) -> None:
             mfa.used[self.index] = True
@@ -227,17 +242,27 @@ class MFA(Aggregate):
         factor: str
         failures: int
         locked_until: datetime | None
+        address: str | None = None
 
         def apply(self, mfa: MFA) -> None:
             mfa.failures = self.failures
             mfa.locked_until = self.locked_until
 
-    class PasswordRejected(SecondFactorRejected):
-        pass
+    class PasswordRejected(UserEvent):
+        """Audit only: the password throttle lives outside the aggregate."""
+
+        factor: str
+        failures: int
+        locked_until: datetime | None
+        address: str | None = None
+
+        def apply(self, mfa: MFA) -> None:
+            pass
 
     class PasswordAccepted(UserEvent):
         purpose: str
         completes_login: bool
+        address: str | None = None
 
         def apply(self, mfa: MFA) -> None:
             if self.completes_login:
@@ -247,6 +272,7 @@ class MFA(Aggregate):
     class AttemptThrottled(UserEvent):
         factor: str
         until: datetime
+        address: str | None = None
 
         def apply(self, mfa: MFA) -> None:
             pass

@@ -96,8 +96,9 @@ async def create_user(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
     _, admin = await require_admin(request)
     body = NewUserBody.model_validate(await read_json(request))
+    password_hash = await service.hashing.hash(body.password)
     written = await service.command(
-        service.app.create_user, admin.org_id, body.email, body.name, body.role, body.password,
+        service.app.create_user, admin.org_id, body.email, body.name, body.role, password_hash,
         body.two_factor_required, actor("admin", admin.id))
     return json_response(await _user_view(request, admin, written.value), status=201)
 
@@ -124,6 +125,10 @@ async def reset_two_factor(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
     _, admin = await require_admin(request)
     user_id = _user_id(request)
+    if user_id == admin.id:
+        # A stolen admin cookie must not remove the admin's own second factor: an admin who
+        # lost it asks platform support (F10, `mfa support reset-2fa`).
+        raise forbidden("you cannot reset your own 2FA: platform support can (F10)")
     await service.command(service.app.reset_two_factor, admin.org_id, user_id,
                           actor("admin", admin.id), user_id=user_id)
     return json_response(await _user_view(request, admin, user_id))

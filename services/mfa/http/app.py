@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -20,11 +22,18 @@ from services.mfa.http.live import session_authenticator
 from services.mfa.http.middleware import (
     MAX_BODY_BYTES,
     csrf_middleware,
+    forwarded_middleware,
     security_headers_middleware,
 )
+from services.mfa.http.sessions_ended import PENDING, wait_for_pending
 from services.notifier.live_sessions import LiveSessions
 from services.notifier.notices import Notifier
-from services.notifier.websocket import Viewer, refresh_all, websocket_handler
+from services.notifier.websocket import (
+    Viewer,
+    check_sessions_periodically,
+    refresh_all,
+    websocket_handler,
+)
 
 LIVE = web.AppKey("live", LiveSessions)
 NOTIFIER = web.AppKey("notifier", Notifier)
@@ -37,10 +46,11 @@ def create_app(settings: Settings, *, clock: Clock | None = None,
     in this process, with `/ws` on the same port; `mfa api` runs the API alone."""
     app = web.Application(
         client_max_size=MAX_BODY_BYTES,
-        middlewares=[security_headers_middleware, health.count_requests, error_middleware,
-                     csrf_middleware],
+        middlewares=[forwarded_middleware(settings.trusted_proxies), security_headers_middleware,
+                     health.count_requests, error_middleware, csrf_middleware],
     )
     app[health.REQUESTS] = Counter()
+    app[PENDING] = set()
     app[health.STARTED] = time.monotonic()
 
     live = LiveSessions()
@@ -59,13 +69,21 @@ def create_app(settings: Settings, *, clock: Clock | None = None,
                 await service.bus.subscribe(notifier.handle)
                 if isinstance(service.bus, RabbitBus):
                     service.bus.on_reconnect(lambda: refresh_all(live, authenticate))
-                async with running(service, projections=True, relay=True, sessions=True):
-                    yield
+                checks = asyncio.create_task(check_sessions_periodically(
+                    live, authenticate, settings.socket_check_seconds))
+                try:
+                    async with running(service, projections=True, relay=True, sessions=True):
+                        yield
+                finally:
+                    checks.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await checks
                 await live.close_all()
             else:
                 async with running(service, sessions=True):
                     yield
         finally:
+            await wait_for_pending(app)
             await close_service(service)
 
     async def close_sockets(_: web.Application) -> None:
@@ -79,6 +97,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None,
     pages.setup_templates(app)
     if embedded:
         app.router.add_get("/ws", websocket_handler(live, authenticate,
-                                                    settings.allowed_origins))
+                                                    settings.allowed_origins,
+                                                    settings.public_url))
     return app
 

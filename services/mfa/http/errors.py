@@ -10,6 +10,7 @@ import orjson
 from aiohttp import web
 from pydantic import ValidationError
 
+from services.mfa.adapters.passwords import HashingBusy
 from services.mfa.application import ConcurrentUpdate
 from services.mfa.domain import errors as domain
 from services.mfa.http.context import SERVICE
@@ -46,9 +47,15 @@ def validation_error(message: str) -> ApiError:
     return ApiError(400, "validation_error", message)
 
 
+def unavailable(message: str, retry_after: int = 1) -> ApiError:
+    return ApiError(503, "unavailable", message, {"Retry-After": str(retry_after)})
+
+
 _DOMAIN: dict[type[domain.DomainError], tuple[int, str, str]] = {
     domain.InvalidCredentials: (401, "invalid_credentials", "wrong email or password"),
     domain.InvalidCode: (401, "invalid_code", "wrong, expired or already used code"),
+    domain.SecondFactorOwed: (401, "unauthenticated",
+                              "2FA was configured in another session: enter your second factor"),
     domain.NoEnrollmentInProgress: (409, "no_setup_in_progress",
                                     "start the setup (POST /api/me/2fa/setup) first"),
     domain.SetupWindowExpired: (410, "setup_window_expired",
@@ -101,7 +108,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except ValidationError as e:
         return error_response(from_validation(e))
     except ConcurrentUpdate:
-        return error_response(ApiError(409, "conflict", "too many concurrent changes: retry"))
+        return error_response(unavailable("too many concurrent changes to this user: retry"))
+    except HashingBusy:
+        return error_response(unavailable("too many logins at once: retry in a second"))
     except web.HTTPException as e:
         if e.status < 400:
             raise

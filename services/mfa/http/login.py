@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from aiohttp import web
 
+from services.mfa.adapters.device_cookies import COOKIE as DEVICE_COOKIE
 from services.mfa.application import LoginStep
+from services.mfa.domain.session_states import OPENS_WINDOW
 from services.mfa.http.auth import (
     clear_cookie,
     current_session,
     require,
     set_cookie,
+    set_device_cookie,
     window_end,
 )
 from services.mfa.http.context import SERVICE
+from services.mfa.http.middleware import client_address
 from services.mfa.http.responses import json_response
 from services.mfa.http.schemas import CodeBody, LoginBody, read_json
-
-# Forced setup and forced regeneration need no second password entry (SPEC section 4).
-_OPENS_WINDOW = ("setup_2fa", "regenerate_codes")
+from services.mfa.http.sessions_ended import session_ended
 
 
 async def login(request: web.Request) -> web.Response:
@@ -26,14 +30,18 @@ async def login(request: web.Request) -> web.Response:
     previous = await current_session(request)
     if previous is not None:
         await service.sessions.end(previous)
-    # The password step changes no view a client reads (only the lockout state), so no wait.
-    step: LoginStep = (await service.command(service.app.login, body.email, body.password,
-                                             settle=False)).value
-    window = window_end(request) if step.next in _OPENS_WINDOW else None
+        await session_ended(request, previous, "login")
+    device = service.devices.nonce_for(request.cookies.get(DEVICE_COOKIE),
+                                       body.email.lower(), service.clock.now())
+    step = await service.logins.login(body.email, body.password, client_address(request),
+                                      device)
+    window = window_end(request) if step.next in OPENS_WINDOW else None
     session = await service.sessions.create(step.user_id, step.next, window,
                                             service.clock.now())
     response = json_response({"next": step.next})
     set_cookie(request, response, session)
+    if step.next == "done":
+        set_device_cookie(request, response, body.email.lower())
     return response
 
 
@@ -42,13 +50,17 @@ async def second_factor(request: web.Request) -> web.Response:
     session = await require(request, "second_factor")
     code = CodeBody.model_validate(await read_json(request)).code
     # A TOTP code changes no view a client reads; a recovery code changes the count left.
-    written = await service.command(service.app.verify_second_factor, session.user_id, code,
-                                    user_id=session.user_id, settle=len(code) != 6)
+    written = await service.command(
+        partial(service.app.verify_second_factor, session.user_id, code,
+                client_address(request)),
+        user_id=session.user_id, settle=len(code) != 6)
     step: LoginStep = written.value
-    window = window_end(request) if step.next in _OPENS_WINDOW else None
+    window = window_end(request) if step.next in OPENS_WINDOW else None
     session = await service.sessions.replace(session, step.next, window, service.clock.now())
     response = json_response({"next": step.next})
     set_cookie(request, response, session)
+    account = await service.call(service.app.account, session.user_id)
+    set_device_cookie(request, response, account.email)
     return response
 
 
@@ -56,6 +68,7 @@ async def logout(request: web.Request) -> web.Response:
     session = await current_session(request)
     if session is not None:
         await request.app[SERVICE].sessions.end(session)
+        await session_ended(request, session, "logout")
     response = json_response({"logged_out": True})
     clear_cookie(response)
     return response

@@ -16,8 +16,9 @@ import jinja2
 from aiohttp import web
 from yarl import URL
 
-from services.mfa.adapters.sessions import STATES, Session
+from services.mfa.adapters.sessions import Session
 from services.mfa.domain.account import Account
+from services.mfa.domain.session_states import STATES
 from services.mfa.http import admin
 from services.mfa.http.auth import require
 from services.mfa.http.context import SERVICE

@@ -18,11 +18,15 @@ from pydantic import (
 
 from services.mfa.http.errors import validation_error
 
+# Bidirectional embeddings, overrides and isolates: in a name they make the grid show text in
+# another order than it was typed (a "Trojan Source" style spoof of who is who).
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
 
 def printable(text: str) -> str:
     """Control characters (NUL above all) have no place in names or emails, and PostgreSQL
     text cannot even store NUL: refuse them here, before they reach the store or a view."""
-    if any(unicodedata.category(ch) == "Cc" for ch in text):
+    if any(unicodedata.category(ch) == "Cc" or ch in _BIDI_CONTROLS for ch in text):
         raise ValueError("control characters are not allowed")
     return text
 

@@ -4,16 +4,32 @@ from __future__ import annotations
 
 import io
 from datetime import UTC, datetime
+from functools import partial
 
 import segno
 from aiohttp import web
 
+from services.mfa.adapters.sessions import Session
 from services.mfa.application import Enrollment
-from services.mfa.http.auth import require, require_window, set_cookie, window_end
+from services.mfa.domain.session_states import Step
+from services.mfa.http.auth import (
+    advance,
+    current_session,
+    require,
+    require_window,
+    set_cookie,
+    set_device_cookie,
+    window_end,
+)
 from services.mfa.http.context import SERVICE
-from services.mfa.http.errors import validation_error
+from services.mfa.http.errors import unauthenticated, validation_error
+from services.mfa.http.middleware import client_address
 from services.mfa.http.responses import iso, json_response
 from services.mfa.http.schemas import CodeBody, PasswordBody, read_json
+
+
+def _session_fields(session: Session) -> dict[str, object]:
+    return {"id": session.sid, "state": session.state, "expires_at": iso(session.expires_at)}
 
 
 async def me(request: web.Request) -> web.Response:
@@ -27,17 +43,32 @@ async def me(request: web.Request) -> web.Response:
         "name": account.name,
         "role": account.role,
         "two_factor": await service.two_factor(session.user_id),
+        "session": _session_fields(session),
     })
 
 
-async def reauthenticate(request: web.Request) -> web.Response:
+async def session_check(request: web.Request) -> web.Response:
+    """For the notifier: is this session still live, and the user's 2FA state. A check, not a
+    use: it does not renew the idle lifetime (an open page must not keep a session alive)."""
     service = request.app[SERVICE]
-    # Restricted sessions already have the window from their login (SPEC section 4).
-    session = await require(request, "done")
+    session = await current_session(request, touch=False)
+    if session is None or session.state == "second_factor":
+        raise unauthenticated()
+    return json_response({"user_id": str(session.user_id),
+                          "two_factor": await service.two_factor(session.user_id),
+                          "session": _session_fields(session)})
+
+
+async def reauthenticate(request: web.Request) -> web.Response:
+    """Opens the password window. Also from a forced setup or regeneration whose window ran
+    out (SPEC section 4: not a dead end). Renews the window only: the session still ends when
+    its login's absolute lifetime does."""
+    service = request.app[SERVICE]
+    session = await require(request, "done", "setup_2fa", "regenerate_codes")
     password = PasswordBody.model_validate(await read_json(request)).password
-    await service.command(service.app.reauthenticate, session.user_id, password,
-                          user_id=session.user_id)
-    until = window_end(request)
+    await service.logins.reauthenticate(session.user_id, session.sid, password,
+                                        client_address(request))
+    until = min(window_end(request), session.expires_at)
     session = await service.sessions.replace(session, session.state, until, service.clock.now())
     response = json_response({"window_expires_at": iso(until)})
     set_cookie(request, response, session)
@@ -58,7 +89,9 @@ async def setup(request: web.Request) -> web.Response:
     assert session.window_until is not None
     ends = datetime.fromtimestamp(session.window_until, tz=UTC)
     enrollment: Enrollment = (await service.command(
-        service.app.start_enrollment, session.user_id, ends, user_id=session.user_id)).value
+        partial(service.app.start_enrollment, session.user_id, ends,
+                forced=session.state == "setup_2fa"),
+        user_id=session.user_id)).value
     return json_response({
         "setup_key": enrollment.setup_key,
         "otpauth_uri": enrollment.otpauth_uri,
@@ -74,13 +107,15 @@ async def verify_setup(request: web.Request) -> web.Response:
     code = CodeBody.model_validate(await read_json(request)).code
     if len(code) != 6:
         raise validation_error("code: the setup code is the 6 digits of your authenticator app")
-    codes = (await service.command(service.app.confirm_enrollment, session.user_id, code,
-                                   user_id=session.user_id)).value
+    forced = session.state == "setup_2fa"
+    codes = (await service.command(
+        partial(service.app.confirm_enrollment, session.user_id, code, forced=forced),
+        user_id=session.user_id)).value
     response = json_response({"recovery_codes": codes})
-    if session.state != "done":  # forced setup complete: the session gets full access
-        session = await service.sessions.replace(session, "done", session.window_until,
-                                                 service.clock.now())
-        set_cookie(request, response, session)
+    if forced:  # configuring 2FA proved the new factor: the login is complete
+        await advance(request, response, session, Step.SETUP_COMPLETED)
+        account = await service.call(service.app.account, session.user_id)
+        set_device_cookie(request, response, account.email)
     return response
 
 
@@ -115,9 +150,7 @@ async def regenerate(request: web.Request) -> web.Response:
                                    user_id=session.user_id)).value
     response = json_response({"recovery_codes": codes})
     if session.state != "done":
-        session = await service.sessions.replace(session, "done", session.window_until,
-                                                 service.clock.now())
-        set_cookie(request, response, session)
+        await advance(request, response, session, Step.CODES_REGENERATED)
     return response
 
 
@@ -132,6 +165,7 @@ async def disable(request: web.Request) -> web.Response:
 def routes() -> list[web.RouteDef]:
     return [
         web.get("/api/me", me),
+        web.get("/api/session", session_check),
         web.post("/api/me/reauthenticate", reauthenticate),
         web.post("/api/me/2fa/setup", setup),
         web.post("/api/me/2fa/setup/verify", verify_setup),

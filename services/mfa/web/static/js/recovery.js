@@ -18,19 +18,31 @@ function fresh(codes) {
 function forcedPage() {
   const intro = document.getElementById("regenerate-intro");
   const newSet = document.getElementById("new-set");
-  document.getElementById("forced-regenerate").addEventListener("click", async (event) => {
-    clearError(error);
-    const result = await busy(event.currentTarget,
-      () => api("POST", "/api/me/2fa/recovery-codes/regenerate"));
-    if (!result.ok) {
-      if (followSession(result)) return;
-      showError(error, messageFor(result));
-      return;
-    }
+  const passwordForm = document.getElementById("forced-password");
+  const passwordInput = document.getElementById("forced-password-input");
+  const shown = (result) => {
+    if (!result.ok) return result;
     renderCodes(document.getElementById("forced-codes"), fresh(result.data.recovery_codes));
     intro.hidden = true;
+    passwordForm.hidden = true;
     newSet.hidden = false;
+    return result;
+  };
+  const regenerate = async () => shown(await api("POST", "/api/me/2fa/recovery-codes/regenerate"));
+  document.getElementById("forced-regenerate").addEventListener("click", async (event) => {
+    clearError(error);
+    const result = await busy(event.currentTarget, regenerate);
+    if (result.ok || followSession(result)) return;
+    if (result.code === "reauthentication_required") {
+      // The 10-minute window of the login ran out: the password opens a new one.
+      intro.hidden = true;
+      passwordForm.hidden = false;
+      passwordInput.focus();
+      return;
+    }
+    showError(error, messageFor(result));
   });
+  onPasswordConfirmed(passwordForm, passwordInput, error, regenerate);
   document.getElementById("forced-finish").addEventListener("click", () => {
     flashNext("New recovery codes are ready. Your old codes no longer work.");
     window.location.assign("/");
