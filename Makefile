@@ -32,6 +32,7 @@ bench: install
 	$(BIN)/python -m bench.second_factor
 	$(BIN)/python -m bench.audit
 	$(BIN)/python -m bench.bus
+	$(BIN)/python -m bench.login_flood
 
 clean:
 	rm -rf $(VENV) var build *.egg-info
