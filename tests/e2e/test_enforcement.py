@@ -4,6 +4,7 @@ away when setup completes."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 from playwright.async_api import Page, expect
@@ -92,3 +93,17 @@ async def test_notification_bar_is_pushed_live(web: Web, admin: Api, org: object
     await page.get_by_role("button", name="End configuration").click()
     await expect(page.locator("#tfa-status")).to_have_text("On")
     await expect(banner).to_be_hidden()
+
+
+async def test_logging_out_in_one_tab_ends_the_other_tabs(web: Web, admin: Api) -> None:
+    """Issue 8: logout closes that session's sockets; its other open pages go to the login."""
+    user = await create_user(admin)
+    first = await web.new_page()
+    await web.login(first, user["email"], user["password"])
+    second = await first.context.new_page()
+    await second.goto("/account/security")
+    async with asyncio.timeout(10):
+        while web.live.count() < 2:  # noqa: ASYNC110 (the server's socket count)
+            await asyncio.sleep(0.05)
+    await web.logout(first)
+    await expect(second).to_have_url(re.compile(r"/login$"))

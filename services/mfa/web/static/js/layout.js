@@ -26,7 +26,12 @@ function connectLive(banner) {
         toast(message.message);
       }
     });
-    socket.addEventListener("close", () => {
+    socket.addEventListener("close", (event) => {
+      if (event.code === 4401) {
+        // The session ended (logged out in another tab, expired): nothing here works any more.
+        window.location.assign("/login");
+        return;
+      }
       // Exponential backoff with jitter, so a restarted server is not hit by every page at once.
       const delay = Math.min(MAX_BACKOFF_MS, 1000 * 2 ** failures) * (0.5 + Math.random() / 2);
       failures += 1;
