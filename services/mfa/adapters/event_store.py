@@ -55,6 +55,9 @@ class StoreLocation:
             # Every stored event's state is AES-GCM encrypted: secrets, codes and hashes included.
             "CIPHER_TOPIC": "eventsourcing.cryptography:AESCipher",
             "CIPHER_KEY": base64.b64encode(derive_key(secret_key, "event-store")).decode(),
+            # Aggregates cached per process, fast-forwarded from the store at every read.
+            "AGGREGATE_CACHE_MAXSIZE": "10000",
+            "AGGREGATE_CACHE_FASTFORWARD": "y",
         }
         if self.kind == "sqlite":
             Path(self.sqlite_path).parent.mkdir(parents=True, exist_ok=True)

@@ -8,6 +8,7 @@ from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
 
 from eventsourcing.domain import Aggregate
 
+from services.mfa.domain.clock import not_before
 from services.mfa.domain.mfa import UserEvent
 
 ROLES = ("client", "admin")
@@ -54,7 +55,8 @@ class Account(Aggregate):
 
     def change_profile(self, name: str, role: str, now: datetime, actor: str) -> None:
         if (name, role) != (self.name, self.role):
-            self.trigger_event(self.ProfileChanged, timestamp=now, user_id=self.user_id,
+            self.trigger_event(self.ProfileChanged, timestamp=not_before(now, self.modified_on),
+                               user_id=self.user_id,
                                org_id=self.org_id, actor=actor, name=name, role=role)
 
     class ProfileChanged(UserEvent):

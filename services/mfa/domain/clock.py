@@ -29,3 +29,10 @@ class FrozenClock:
 
     def set(self, when: datetime) -> None:
         self._now = when
+
+
+def not_before(now: datetime, last: datetime) -> datetime:
+    """An aggregate's event times never go backwards, even when the instance recording it runs
+    a clock behind the one that recorded the last event: time travel (and every reader that
+    looks for "the state at T") can then trust the order of the times."""
+    return now if now >= last else last

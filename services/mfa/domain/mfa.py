@@ -14,6 +14,7 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 from eventsourcing.domain import Aggregate
 
 from services.mfa.domain import recovery_codes, totp
+from services.mfa.domain.clock import not_before
 from services.mfa.domain.errors import (
     InvalidCode,
     InvalidCredentials,
@@ -186,8 +187,8 @@ class MFA(Aggregate):
 
     def _record(self, event_class: type[UserEvent], now: datetime, actor: str,
                 **fields: Any) -> None:
-        self.trigger_event(event_class, timestamp=now, user_id=self.user_id,
-                           org_id=self.org_id, actor=actor, **fields)
+        self.trigger_event(event_class, timestamp=not_before(now, self.modified_on),
+                           user_id=self.user_id, org_id=self.org_id, actor=actor, **fields)
 
     def _forget_factor(self) -> None:
         self.secret = None
