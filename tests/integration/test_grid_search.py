@@ -173,3 +173,24 @@ async def test_postgres_searches_through_the_trigram_indexes(service: Service) -
     for q in ("example", "a", "knuth1"):
         nodes = await plan(service, users_grid.GridQuery(org_id=org, q=q, limit=20))
         assert [node["Node Type"] for node in nodes] == ["Limit", "Index Scan"], (q, nodes)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+async def test_postgres_never_caches_one_plan_for_every_search(service: Service) -> None:
+    """After five runs of a prepared statement PostgreSQL may switch to a generic plan, made
+    without the values: five searches only a scan can answer would then leave the scan cached
+    for every later search on that connection, rare names included."""
+    org = uuid.uuid4()
+    for _ in range(5):  # the pool may lend another connection in between: until one had them all
+        for _ in range(8):
+            await users_grid.page(service.db, users_grid.GridQuery(org_id=org, q="zq"))
+        statements = await service.db.fetch(
+            "SELECT generic_plans, custom_plans FROM pg_prepared_statements"
+            " WHERE statement LIKE '%FROM mfa_users_grid WHERE%LIKE%'"
+            " AND statement NOT LIKE '%pg_prepared_statements%'"
+            " AND generic_plans + custom_plans > 5")
+        if statements:
+            break
+    assert statements, "no connection ran the search more than five times"
+    assert all(row["generic_plans"] == 0 for row in statements), statements

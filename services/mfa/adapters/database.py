@@ -156,7 +156,11 @@ class PostgresDatabase:
         pool = await asyncpg.create_pool(
             host=host, port=port, user=user, password=password or None, database=dbname,
             min_size=1, max_size=max_size, command_timeout=30,
-            server_settings={"search_path": schema},
+            # Every read is planned with its values. A prepared statement may switch to a plan
+            # made without them after five runs: five searches only a scan can answer (1 or 2
+            # letters, no match) would leave that scan cached for every later search on the
+            # connection, rare names included (18 ms instead of 1 at 100,000 users).
+            server_settings={"search_path": schema, "plan_cache_mode": "force_custom_plan"},
             reset=_keep_session,  # no session state to reset: skip a query per release
         )
         writers = AsyncConnectionPool(
