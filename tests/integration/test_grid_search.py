@@ -1,6 +1,6 @@
 """The users grid's search `q` on both stores: what it finds (a case-insensitive substring of the
 email or the name, with typed wildcards taken literally), combined with the filters and across
-pages; and, on PostgreSQL at a realistic size, that the planner answers it from
+pages, forward and back; and, on PostgreSQL at a realistic size, that the planner answers it from
 the trigram indexes rather than by a scan."""
 
 from __future__ import annotations
@@ -98,6 +98,31 @@ async def test_search_combines_with_the_filters_across_pages(
                             and required in ("", str(row["two_factor_required"]).lower())]
                 params = {"q": q, "status": status, "required": required}
                 assert await whole_grid(admin, limit=3, **params) == expected, params
+
+
+async def test_paging_back_with_before_shows_the_same_pages(
+        service: Service, org: Org, people: list[dict[str, Any]]) -> None:
+    for q, limit in (("", 4), ("member", 3), ("e", 2), ("a", 5)):
+        query = users_grid.GridQuery(org_id=uuid.UUID(org.org_id), q=q or None, limit=limit)
+        forward: list[list[dict[str, Any]]] = []
+        while True:
+            rows, more = await users_grid.page(service.db, query)
+            forward.append(rows)
+            if not more:
+                break
+            last = rows[-1]
+            query = users_grid.GridQuery(org_id=query.org_id, q=query.q, limit=limit,
+                                         after=(last["email"], last["user_id"]))
+        assert [row for rows in forward for row in rows] == [
+            row for row in people if matches(row, q)]
+        # From the last page back to the first, each `before` its successor's first row.
+        for wanted, after in zip(reversed(forward[:-1]), reversed(forward[1:]), strict=True):
+            first = after[0]
+            rows, more = await users_grid.page(service.db, users_grid.GridQuery(
+                org_id=query.org_id, q=query.q, limit=limit,
+                before=(first["email"], first["user_id"])))
+            assert rows == wanted
+            assert more == (wanted is not forward[0])
 
 
 # ---- PostgreSQL: the planner uses the trigram indexes ---------------------------------------

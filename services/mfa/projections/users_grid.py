@@ -119,6 +119,8 @@ class GridQuery:
     required: bool | None = None
     q: str | None = None  # part of the email or the name
     after: tuple[str, str] | None = None  # keyset cursor: (email, user_id) of the last row
+    # Paging back: (email, user_id) of the first row of the page after the one wanted.
+    before: tuple[str, str] | None = None
     limit: int = 50
 
 
@@ -156,19 +158,28 @@ def page_sql(query: GridQuery) -> tuple[str, list[Any]]:
     if query.q:
         where.append(_SEARCH)
         args += [_pattern(query.q)] * 2
+    # Row comparisons: one index range scan, forward or (paging back) backward.
     if query.after is not None:
-        where.append("(email, user_id) > (?, ?)")  # a row comparison: one index range scan
+        where.append("(email, user_id) > (?, ?)")
         args += [query.after[0], query.after[1]]
+    if query.before is not None:
+        where.append("(email, user_id) < (?, ?)")
+        args += [query.before[0], query.before[1]]
+    order = "email DESC, user_id DESC" if query.before is not None else "email, user_id"
     sql = ("SELECT user_id, email, name, role, status, required FROM mfa_users_grid"  # noqa: S608
-           f" WHERE {' AND '.join(where)} ORDER BY email, user_id LIMIT ?")
+           f" WHERE {' AND '.join(where)} ORDER BY {order} LIMIT ?")
     return sql, [*args, query.limit + 1]
 
 
 async def page(db: Database, query: GridQuery) -> tuple[list[dict[str, Any]], bool]:
-    """One page in (email, user_id) order, and whether more follow."""
+    """One page in (email, user_id) order, and whether more follow it (with `before`: whether
+    more precede it)."""
     sql, args = page_sql(query)
     rows = await db.fetch(sql, *args)
-    return [_row(r) for r in rows[: query.limit]], len(rows) > query.limit
+    shown = rows[: query.limit]
+    if query.before is not None:
+        shown.reverse()
+    return [_row(r) for r in shown], len(rows) > query.limit
 
 
 async def read(db: Database, org_id: UUID, user_id: UUID) -> dict[str, Any] | None:
