@@ -6,6 +6,7 @@ reached; under CI=true they fail instead, so CI never passes without them.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -50,6 +51,12 @@ def _postgres_reachable() -> str | None:
 def postgres_available() -> None:
     problem = _postgres_reachable()
     if problem is None:
+        # The grid search's pg_trgm lives in one schema per database. Install it in `public`, as
+        # infra/postgres/create-database.sql does: created by a test in its own schema, it would
+        # go with that schema's DROP ... CASCADE, and other tests' trigram indexes with it.
+        with psycopg.connect(PG_DSN, autocommit=True) as conn, contextlib.suppress(
+                psycopg.errors.UniqueViolation):  # another test run created it just now
+            conn.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm SCHEMA public")
         return
     message = f"PostgreSQL at {PG_DSN} is unreachable ({problem})"
     if os.environ.get("CI") == "true":

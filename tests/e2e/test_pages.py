@@ -60,8 +60,11 @@ async def test_each_session_state_lands_in_its_place(
 
     status, body, _ = await _get(admin, "/settings/users/not-a-user")
     assert status == 404 and "User not found" in body
-    status, body, _ = await _get(admin, "/settings/users?status=maybe&cursor=junk")
-    assert status == 200 and "could not be applied" in body
+    for query in ("status=maybe&cursor=junk", "before=junk",
+                  "cursor=WyJhQGIuYyIsIjAwMDAwMDAwLTAwMDAtMDAwMC0wMDAwLTAwMDAwMDAwMDAwMCJd"
+                  "&before=WyJhQGIuYyIsIjAwMDAwMDAwLTAwMDAtMDAwMC0wMDAwLTAwMDAwMDAwMDAwMCJd"):
+        status, body, _ = await _get(admin, f"/settings/users?{query}")
+        assert status == 200 and "could not be applied" in body, query
 
 
 @pytest.mark.parametrize("path", PAGES)

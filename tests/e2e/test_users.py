@@ -82,6 +82,42 @@ async def test_users_grid_filters_search_and_pages(
     await expect(page.get_by_text("No users match these filters.")).to_be_visible()
 
 
+async def test_page_links_stay_short_however_deep_one_pages(web: Web, org: Org,
+                                                            admin: Api) -> None:
+    for number in range(40):  # emails of one length: so are the cursors
+        status, body = await admin.post("/api/admin/users", {
+            "email": f"deep{number:03}@example.com", "name": f"Deep {number:03}",
+            "role": "client", "password": "user-password-1", "two_factor_required": False})
+        assert status == 201, body
+    page = await _admin_page(web, org)
+    await page.goto("/settings/users?q=deep&limit=1")
+    next_link, previous_link = (page.get_by_role("link", name="Next"),
+                                page.get_by_role("link", name="Previous"))
+    seen = await _names(page)
+    lengths = set()
+    for number in range(2, 41):  # one user a page, to the last page
+        href = await next_link.get_attribute("href")
+        assert href is not None and "trail" not in href
+        lengths.add(len(href) - len(str(number)))  # only the page number's digits may grow
+        await next_link.click()
+        await expect(page.get_by_text(f"Page {number}", exact=True)).to_be_visible()
+        seen += await _names(page)
+        href = await previous_link.get_attribute("href")
+        assert href is not None
+        lengths.add(len(href) - len(str(number - 1)))
+    assert seen == [f"Deep {number:03}" for number in range(40)]
+    assert len(lengths) == 1 and max(lengths) < 160, lengths  # one cursor, never a trail
+    await expect(page.locator(".pagination .is-disabled")).to_have_text("Next")
+
+    # Previous walks back through the same pages, down to the first.
+    for number in range(39, 0, -1):
+        await previous_link.click()
+        await expect(page.get_by_text(f"Page {number}", exact=True)).to_be_visible()
+        assert await _names(page) == [f"Deep {number - 1:03}"]
+    await expect(page.locator(".pagination .is-disabled")).to_have_text("Previous")
+    assert len(page.url) < 160 + len("http://127.0.0.1:65535")
+
+
 async def test_create_and_edit_a_user_with_required_2fa(web: Web, org: Org,
                                                          admin: Api) -> None:
     page = await _admin_page(web, org)

@@ -37,7 +37,7 @@ def encode_cursor(row: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(orjson.dumps([row["email"], row["user_id"]])).decode()
 
 
-def decode_cursor(cursor: str) -> tuple[str, str]:
+def decode_cursor(cursor: str, name: str = "cursor") -> tuple[str, str]:
     try:
         email, user_id = orjson.loads(base64.urlsafe_b64decode(cursor.encode()))
         if not isinstance(email, str) or not isinstance(user_id, str):
@@ -45,7 +45,7 @@ def decode_cursor(cursor: str) -> tuple[str, str]:
         printable(email)
         UUID(user_id)
     except (ValueError, TypeError, binascii.Error, orjson.JSONDecodeError):
-        raise validation_error("cursor: not a cursor returned by this API") from None
+        raise validation_error(f"{name}: not a cursor returned by this API") from None
     return email, user_id
 
 

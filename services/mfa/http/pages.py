@@ -22,7 +22,7 @@ from services.mfa.domain.session_states import STATES
 from services.mfa.http import admin
 from services.mfa.http.auth import require
 from services.mfa.http.context import SERVICE
-from services.mfa.http.errors import ApiError
+from services.mfa.http.errors import ApiError, validation_error
 from services.mfa.projections import users_grid
 from services.mfa.web import STATIC, TEMPLATES
 
@@ -164,13 +164,33 @@ def _forbidden(request: web.Request, error: _NotAdmin) -> web.Response:
                   "Settings > Users is for your organization's administrators.")
 
 
-def _grid_link(params: dict[str, str], cursor: str | None, trail: list[str]) -> str:
-    query = {k: v for k, v in params.items() if v}
-    if cursor:
-        query["cursor"] = cursor
-    if trail:
-        query["trail"] = ".".join(trail)
-    return str(URL("/settings/users").with_query(query))
+def _grid_query(request: web.Request, org_id: UUID) -> users_grid.GridQuery:
+    """The API's grid query, with the page's own default size and `before` (Previous)."""
+    query = admin.grid_query(request, org_id)
+    if "limit" not in request.query:
+        query = dataclasses.replace(query, limit=PAGE_SIZE)
+    before = request.query.get("before")
+    if before:
+        if query.after is not None:
+            raise validation_error("before: not together with cursor")
+        query = dataclasses.replace(query, before=admin.decode_cursor(before, "before"))
+    return query
+
+
+def _page_number(raw: str | None) -> int:
+    """The number shown for a page after the first: only a label, carried in the links."""
+    if raw and raw.isascii() and raw.isdigit() and 2 <= int(raw) <= 1_000_000:
+        return int(raw)
+    return 2
+
+
+def _grid_link(filters: dict[str, str], query: users_grid.GridQuery, **position: str) -> str:
+    """A link to another page: the filters, the page size and one cursor (the last row for Next,
+    the first row for Previous), so links stay the same length however deep one pages."""
+    params = {name: value for name, value in filters.items() if value}
+    if query.limit != PAGE_SIZE:
+        params["limit"] = str(query.limit)
+    return str(URL("/settings/users").with_query({**params, **position}))
 
 
 async def users_page(request: web.Request) -> web.Response:
@@ -183,28 +203,34 @@ async def users_page(request: web.Request) -> web.Response:
     filters = {name: request.query.get(name, "").strip() for name in ("q", "status", "required")}
     problem = None
     try:
-        query = admin.grid_query(request, org_id)
+        query = _grid_query(request, org_id)
     except ApiError as e:
         problem = f"Those filters could not be applied ({e.message})."
         filters = {"q": "", "status": "", "required": ""}
-        query = users_grid.GridQuery(org_id=org_id)
-    if "limit" not in request.query:
-        query = dataclasses.replace(query, limit=PAGE_SIZE)
+        query = users_grid.GridQuery(org_id=org_id, limit=PAGE_SIZE)
     users, more = await users_grid.page(service.db, query)
+    if query.before is not None and not more:
+        # Paged back to the beginning: show the first page itself, with all its rows.
+        query = dataclasses.replace(query, before=None)
+        users, more = await users_grid.page(service.db, query)
     counts = await users_grid.counts(service.db, org_id)
-    # Keyset pages: `trail` keeps the cursors of the pages before this one, for Previous.
-    cursor = request.query.get("cursor") if query.after is not None else None
-    trail = [c for c in request.query.get("trail", "").split(".") if c] if cursor else []
-    page_number = len(trail) + (2 if cursor else 1)
-    next_url = _grid_link(filters, admin.encode_cursor(users[-1]), [*trail, cursor]
-                          if cursor else []) if more and users else None
+    first = query.after is None and query.before is None
+    page_number = 1 if first else _page_number(request.query.get("page"))
+    # Paging back, the page after this one is the one we came from.
+    next_url = None
+    if users and (more or query.before is not None):
+        next_url = _grid_link(filters, query, cursor=admin.encode_cursor(users[-1]),
+                              page=str(page_number + 1))
     previous_url = None
-    if cursor:
-        previous_url = _grid_link(filters, trail[-1] if trail else None, trail[:-1])
+    if not first and users:
+        previous_url = _grid_link(filters, query, before=admin.encode_cursor(users[0]),
+                                  page=str(page_number - 1))
+    elif not first:  # nothing left past the cursor: back to the first page
+        previous_url = _grid_link(filters, query)
     return _render(request, "users.html", {
-        **_layout(viewer, "settings"), "users": users, "counts": counts, "filters": filters,
+        **_layout(viewer, "settings"), "users": users, "counts": counts,
         "problem": problem, "page_number": page_number, "next_url": next_url,
-        "previous_url": previous_url,
+        "previous_url": previous_url, "filters": filters,
         "filtered": any(filters.values()),
     })
 

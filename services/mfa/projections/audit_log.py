@@ -30,6 +30,7 @@ class AuditLogProjection:
         "CREATE INDEX IF NOT EXISTS mfa_audit_log_user"
         " ON mfa_audit_log (org_id, user_id, position)",
     ]
+    postgres_schema: list[str] = []
 
     def statements(self, event: Any, position: int) -> list[Statement]:
         if not is_public(event):

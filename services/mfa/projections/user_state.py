@@ -23,6 +23,7 @@ class UserStateProjection:
             locked_until double precision
         )""",
     ]
+    postgres_schema: list[str] = []
 
     @singledispatchmethod
     def statements(self, event: Any, position: int) -> list[Statement]:
