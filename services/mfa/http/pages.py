@@ -200,7 +200,10 @@ async def users_page(request: web.Request) -> web.Response:
         return _forbidden(request, e)
     service = request.app[SERVICE]
     org_id = viewer.account.org_id
-    filters = {name: request.query.get(name, "").strip() for name in ("q", "status", "required")}
+    # The links carry `q` exactly as searched (the API takes its spaces literally too), so the
+    # next page is the same search.
+    filters = {"q": request.query.get("q", ""),
+               **{name: request.query.get(name, "").strip() for name in ("status", "required")}}
     problem = None
     try:
         query = _grid_query(request, org_id)
