@@ -30,6 +30,7 @@ lint: install
 
 bench: install
 	$(BIN)/python -m bench.second_factor
+	$(BIN)/python -m bench.history
 	$(BIN)/python -m bench.audit
 	$(BIN)/python -m bench.bus
 	$(BIN)/python -m bench.login_flood

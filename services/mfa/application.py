@@ -19,6 +19,7 @@ from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError
 
+from services.mfa.adapters.group_commit import GroupCommit
 from services.mfa.domain import recovery_codes, session_states, totp
 from services.mfa.domain.account import ROLES, Account, EmailIndex, Organization, normalize_email
 from services.mfa.domain.clock import Clock, SystemClock
@@ -96,11 +97,20 @@ class MfaApplication(Application[UUID]):
         clock: Clock | None = None,
         lockout: LockoutPolicy | None = None,
         issuer: str = "MFA Service",
+        group_commit: bool = False,
     ) -> None:
+        """`group_commit`: saves of concurrent commands share transactions (a server under
+        load); the command line and tests save alone."""
         super().__init__(env=env)
         self.clock = clock or SystemClock()
         self.lockout = lockout or LockoutPolicy()
         self.issuer = issuer
+        self.group_commit = GroupCommit(self) if group_commit else None
+
+    def close(self) -> None:
+        if self.group_commit is not None:
+            self.group_commit.close()
+        super().close()
 
     # ---- organizations and accounts ----------------------------------------------------------
 
@@ -319,6 +329,8 @@ class MfaApplication(Application[UUID]):
 
     def _try_save(self, *aggregates: Aggregate) -> int | None:
         """Position of the last event saved (0: nothing to save); None if the race was lost."""
+        if self.group_commit is not None:
+            return self.group_commit.save(*aggregates)
         try:
             recordings = self.save(*aggregates)
         except IntegrityError:
@@ -326,11 +338,10 @@ class MfaApplication(Application[UUID]):
         return recordings[-1].notification.id if recordings else 0
 
     def _save_new(self, *aggregates: Aggregate) -> int:
-        try:
-            recordings = self.save(*aggregates)
-        except IntegrityError:
-            raise EmailAlreadyUsed() from None  # only the email claim can collide
-        return recordings[-1].notification.id
+        position = self._try_save(*aggregates)
+        if position is None:
+            raise EmailAlreadyUsed()  # only the email claim can collide
+        return position
 
     def _new_user(self, org_id: UUID, email: str, name: str, role: str, password_hash: str,
                   required: bool, by: str, now: datetime,

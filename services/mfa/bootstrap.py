@@ -149,7 +149,7 @@ async def build_service(settings: Settings, *, clock: Clock | None = None,
     async with _schema_lock(location):
         # Construction runs DDL and may hash the decoy password: off the event loop.
         app = await loop.run_in_executor(executor, lambda: MfaApplication(
-            env, clock=clock, lockout=lockout, issuer=settings.issuer))
+            env, clock=clock, lockout=lockout, issuer=settings.issuer, group_commit=True))
         if location.kind == "sqlite":
             db = SqliteDatabase(location.sqlite_path)
         else:

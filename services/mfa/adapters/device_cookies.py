@@ -23,14 +23,21 @@ class DeviceCookies:
         self._key = key
         self.max_age = max_age_seconds
 
-    def _sign(self, nonce: str, issued: int, email: str) -> str:
-        mac = hmac.new(self._key, f"{_VERSION}|{nonce}|{issued}|{email}".encode(), hashlib.sha256)
+    def binding(self, email: str) -> str:
+        """What a device cookie is bound to: the normalized email's HMAC (kept in the login
+        session, so the cookie can be issued after the second factor without reading the
+        account, and no email sits in the sessions table)."""
+        return hmac.new(self._key, f"email|{email}".encode(), hashlib.sha256).hexdigest()[:32]
+
+    def _sign(self, nonce: str, issued: int, binding: str) -> str:
+        mac = hmac.new(self._key, f"{_VERSION}|{nonce}|{issued}|{binding}".encode(),
+                       hashlib.sha256)
         return base64.urlsafe_b64encode(mac.digest()[:24]).decode().rstrip("=")
 
-    def issue(self, email: str, now: datetime) -> str:
+    def issue(self, binding: str, now: datetime) -> str:
         nonce = secrets.token_urlsafe(16)
         issued = int(now.timestamp())
-        return f"{_VERSION}.{nonce}.{issued}.{self._sign(nonce, issued, email)}"
+        return f"{_VERSION}.{nonce}.{issued}.{self._sign(nonce, issued, binding)}"
 
     def nonce_for(self, cookie: str | None, email: str, now: datetime) -> str | None:
         """The cookie's nonce if it is one of ours, for this email, and not too old."""
@@ -43,6 +50,6 @@ class DeviceCookies:
         issued = int(issued_text)
         if not 0 <= now.timestamp() - issued < self.max_age:
             return None
-        if not hmac.compare_digest(signature, self._sign(nonce, issued, email)):
+        if not hmac.compare_digest(signature, self._sign(nonce, issued, self.binding(email))):
             return None
         return nonce

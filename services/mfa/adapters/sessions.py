@@ -27,10 +27,11 @@ _TABLE = """CREATE TABLE IF NOT EXISTS mfa_sessions (
     created_at double precision NOT NULL,
     expires_at double precision NOT NULL,
     sid text,
-    last_seen double precision
+    last_seen double precision,
+    device_binding text
 )"""
 # Columns added since the first version of the table, for databases created before them.
-_ADDED = (("sid", "text"), ("last_seen", "double precision"))
+_ADDED = (("sid", "text"), ("last_seen", "double precision"), ("device_binding", "text"))
 
 
 async def create_schema(db: Database) -> None:
@@ -61,6 +62,7 @@ class Session:
     login_at: float
     expires_at: float  # login_at + the absolute lifetime; never moved
     last_seen: float
+    device_binding: str  # what a device cookie of this login is bound to (device_cookies.py)
 
     def window_open(self, now: datetime) -> bool:
         return self.window_until is not None and now.timestamp() < self.window_until
@@ -83,16 +85,17 @@ class SessionStore:
         return hmac.new(self._key, token.encode(), hashlib.sha256).hexdigest()
 
     async def create(self, user_id: UUID, state: State, window_until: float | None,
-                     now: datetime) -> Session:
+                     now: datetime, device_binding: str) -> Session:
         token = secrets.token_urlsafe(32)
         at = now.timestamp()
         session = Session(token, str(uuid4()), user_id, state, window_until, at,
-                          at + self._max_age, at)
+                          at + self._max_age, at, device_binding)
         await self._db.execute(
             "INSERT INTO mfa_sessions (token_hash, sid, user_id, state, window_until,"
-            " created_at, expires_at, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            " created_at, expires_at, last_seen, device_binding)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             self._hash(token), session.sid, str(user_id), state, window_until, at,
-            session.expires_at, at)
+            session.expires_at, at, device_binding)
         return session
 
     async def get(self, token: str, now: datetime, *, touch: bool = True) -> Session | None:
@@ -102,14 +105,14 @@ class SessionStore:
         if not token.isascii():  # not one of ours (aiohttp keeps odd bytes as surrogates)
             return None
         row = await self._db.fetchrow(
-            "SELECT sid, user_id, state, window_until, created_at, expires_at, last_seen"
-            " FROM mfa_sessions WHERE token_hash = ?", self._hash(token))
+            "SELECT sid, user_id, state, window_until, created_at, expires_at, last_seen,"
+            " device_binding FROM mfa_sessions WHERE token_hash = ?", self._hash(token))
         if row is None:
             return None
         at = now.timestamp()
         session = Session(token, row["sid"], UUID(row["user_id"]), row["state"],
                           row["window_until"], row["created_at"], row["expires_at"],
-                          row["last_seen"])
+                          row["last_seen"], row["device_binding"] or "")
         if at >= session.expires_at or at - session.last_seen >= self._idle:
             await self.end(session)
             return None

@@ -124,12 +124,16 @@ def set_cookie(request: web.Request, response: web.StreamResponse, session: Sess
     )
 
 
-def set_device_cookie(request: web.Request, response: web.StreamResponse, email: str) -> None:
-    """After a completed login: this browser's password attempts for this email are counted
-    apart from strangers' from now on (adapters/device_cookies.py)."""
+def set_device_cookie(request: web.Request, response: web.StreamResponse,
+                      session: Session) -> None:
+    """After a completed login: this browser's password attempts for the login's email are
+    counted apart from strangers' from now on (adapters/device_cookies.py)."""
     service = request.app[SERVICE]
+    if not session.device_binding:
+        return  # a session of an older version of the table
     response.set_cookie(
-        DEVICE_COOKIE, service.devices.issue(email, service.clock.now()), httponly=True,
+        DEVICE_COOKIE, service.devices.issue(session.device_binding, service.clock.now()),
+        httponly=True,
         samesite="Lax", secure=is_https(request), path="/api/login",
         max_age=service.devices.max_age,
     )

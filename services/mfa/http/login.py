@@ -8,6 +8,7 @@ from aiohttp import web
 
 from services.mfa.adapters.device_cookies import COOKIE as DEVICE_COOKIE
 from services.mfa.application import LoginStep
+from services.mfa.domain.account import normalize_email
 from services.mfa.domain.session_states import OPENS_WINDOW
 from services.mfa.http.auth import (
     clear_cookie,
@@ -31,17 +32,17 @@ async def login(request: web.Request) -> web.Response:
     if previous is not None:
         await service.sessions.end(previous)
         await session_ended(request, previous, "login")
-    device = service.devices.nonce_for(request.cookies.get(DEVICE_COOKIE),
-                                       body.email.lower(), service.clock.now())
-    step = await service.logins.login(body.email, body.password, client_address(request),
-                                      device)
+    email = normalize_email(body.email)
+    device = service.devices.nonce_for(request.cookies.get(DEVICE_COOKIE), email,
+                                       service.clock.now())
+    step = await service.logins.login(email, body.password, client_address(request), device)
     window = window_end(request) if step.next in OPENS_WINDOW else None
     session = await service.sessions.create(step.user_id, step.next, window,
-                                            service.clock.now())
+                                            service.clock.now(), service.devices.binding(email))
     response = json_response({"next": step.next})
     set_cookie(request, response, session)
     if step.next == "done":
-        set_device_cookie(request, response, body.email.lower())
+        set_device_cookie(request, response, session)
     return response
 
 
@@ -59,8 +60,7 @@ async def second_factor(request: web.Request) -> web.Response:
     session = await service.sessions.replace(session, step.next, window, service.clock.now())
     response = json_response({"next": step.next})
     set_cookie(request, response, session)
-    account = await service.call(service.app.account, session.user_id)
-    set_device_cookie(request, response, account.email)
+    set_device_cookie(request, response, session)
     return response
 
 

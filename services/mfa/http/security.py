@@ -113,9 +113,8 @@ async def verify_setup(request: web.Request) -> web.Response:
         user_id=session.user_id)).value
     response = json_response({"recovery_codes": codes})
     if forced:  # configuring 2FA proved the new factor: the login is complete
-        await advance(request, response, session, Step.SETUP_COMPLETED)
-        account = await service.call(service.app.account, session.user_id)
-        set_device_cookie(request, response, account.email)
+        session = await advance(request, response, session, Step.SETUP_COMPLETED)
+        set_device_cookie(request, response, session)
     return response
 
 
