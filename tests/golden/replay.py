@@ -20,6 +20,7 @@ from eventsourcing.utils import get_topic
 
 from contracts.bus import InProcessBus
 from contracts.events import PublicEvent
+from services.mfa.adapters.event_store import StoreLocation
 from services.mfa.application import MfaApplication
 from services.mfa.bootstrap import Service, build_service, close_service
 from services.mfa.config import Settings
@@ -128,6 +129,14 @@ def aggregate_state(aggregate: Aggregate) -> dict[str, Any]:
     return found
 
 
+def from_events(app: MfaApplication, aggregate_id: UUID, version: int | None = None) -> Any:
+    """The aggregate from its events alone: no snapshot, no cache."""
+    aggregate = None
+    for event in app.events.get(aggregate_id, lte=version):
+        aggregate = event.mutate(aggregate)  # type: ignore[attr-defined]
+    return aggregate
+
+
 def aggregates(app: MfaApplication, ids: Iterable[UUID]) -> dict[str, Any]:
     return {str(i): aggregate_state(app.repository.get(i)) for i in sorted(ids, key=str)}
 
@@ -208,3 +217,14 @@ async def loaded(golden: Golden, database_url: str, var_dir: Path) -> AsyncItera
         yield service
     finally:
         await close_service(service)
+
+
+def in_memory(golden: Golden) -> MfaApplication:
+    """The application on an in-memory store holding the golden records: to decode and replay
+    them without a database."""
+    env = StoreLocation(kind="postgres").eventsourcing_env(golden.secret_key)
+    app = MfaApplication({key: env[key] for key in ("CIPHER_TOPIC", "CIPHER_KEY")})
+    app.recorder.insert_events(golden.events)
+    assert app.snapshots is not None
+    app.snapshots.recorder.insert_events(golden.snapshots)
+    return app

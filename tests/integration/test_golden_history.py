@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 from uuid import UUID
 
 import pytest
@@ -23,6 +22,7 @@ from tests.golden.replay import (
     Golden,
     aggregate_state,
     aggregates,
+    from_events,
     loaded,
     public_events,
     time_travel,
@@ -34,14 +34,6 @@ from tests.golden.replay import (
 @pytest.fixture(params=versions())
 def golden(request: pytest.FixtureRequest) -> Golden:
     return Golden(HERE / request.param)
-
-
-def from_events(app: MfaApplication, aggregate_id: UUID, version: int | None = None) -> Any:
-    """The aggregate from its events alone: no snapshot, no cache."""
-    aggregate = None
-    for event in app.events.get(aggregate_id, lte=version):
-        aggregate = event.mutate(aggregate)  # type: ignore[attr-defined]
-    return aggregate
 
 
 def check_log(app: MfaApplication, golden: Golden) -> None:
