@@ -14,7 +14,9 @@ from typing import Any, Final, Literal, TypedDict
 SCHEMA_VERSION = 1
 DEFAULT_EXCHANGE = "mfa.events"
 
-# Every event type with the `data` fields it publishes.
+# Every public event type (a message's `type`) with the `data` fields it publishes. These names
+# are the contract, not class names: the MFA service maps each stored event class to one of
+# them explicitly (services/mfa/public_events.py PUBLISHED), so renaming a class changes none.
 PUBLIC_DATA: dict[str, tuple[str, ...]] = {
     "OrganizationCreated": ("name",),
     "AccountCreated": ("email", "name", "role"),

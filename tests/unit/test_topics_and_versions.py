@@ -17,6 +17,7 @@ from eventsourcing.utils import get_topic, resolve_topic
 import services.mfa.application  # noqa: F401 (imports every aggregate of the service)
 from services.mfa.domain.mfa import MFA, UserEvent
 from services.mfa.domain.topics import declared, event_classes, stored_as
+from services.mfa.public_events import AUDIT_FIELDS, is_public, to_audit
 from tests.golden.replay import HERE, Golden, aggregate_state, from_events, in_memory, versions
 from tests.unit.support import new_mfa, topics_resolving_to
 
@@ -121,6 +122,20 @@ def test_a_renamed_event_class_still_replays_the_stored_history() -> None:
                 assert aggregate_state(replayed) == state, aggregate_id
         finally:
             app.close()
+
+
+def test_a_renamed_event_class_publishes_the_same_public_events() -> None:
+    committed = [{key: message[key] for key in AUDIT_FIELDS}
+                 for message in GOLDEN.expected_lines("public_events.jsonl")]
+    with topics_resolving_to({TotpUsed.TOPIC: TotpUsed}):
+        app = in_memory(GOLDEN)
+        try:
+            events = [(app.mapper.to_domain_event(r), p)
+                      for r, p in zip(GOLDEN.events, GOLDEN.positions, strict=True)]
+        finally:
+            app.close()
+        assert any(isinstance(event, TotpUsed) for event, _ in events)
+        assert [to_audit(e, p) for e, p in events if is_public(e)] == committed
 
 
 # ---- upcasting: a test-only version 2 read from version 1 records ------------------------------
