@@ -49,6 +49,8 @@ LOW_RECOVERY_CODES = 2  # RecoveryCodeConsumed with this many or fewer left also
 
 
 class UserState(TypedDict):
+    """The user's shown 2FA state (contracts/shown_state.py) as a public event carries it."""
+
     status: Literal["on", "off"]
     required: bool
 
@@ -89,7 +91,3 @@ def routing_key(event_type: str) -> str:
     """`mfa.<event>` in snake case, e.g. `mfa.requirement_set`."""
     return "mfa." + re.sub(r"(?<!^)(?=[A-Z])", "_", event_type).lower()
 
-
-def shows_banner(state: UserState | None) -> bool:
-    """F6: the notification bar shows while 2FA is required and not configured."""
-    return state is not None and state["required"] and state["status"] == "off"

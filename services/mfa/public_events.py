@@ -7,6 +7,7 @@ fields of its type leave the service.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
@@ -14,6 +15,7 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 from eventsourcing.utils import get_topic
 
 from contracts.events import PUBLIC_DATA, SCHEMA_VERSION, PublicEvent, UserState
+from contracts.shown_state import ShownState
 from services.mfa.domain.account import Account, EmailIndex, Organization
 from services.mfa.domain.mfa import MFA
 
@@ -111,16 +113,17 @@ AUDIT_FIELDS = ("position", "id", "type", "user_id", "org_id", "actor", "occurre
 
 
 def next_state(state: UserState | None, event: Any) -> UserState | None:
-    """The user's 2FA state after `event`, from the state before it."""
-    kind = _PUBLIC_TYPES.get(get_topic(type(event)))
-    if kind == "MfaCreated":
-        return UserState(status="off", required=bool(event.required))
+    """The user's shown 2FA state after `event`, as public events carry it (status and
+    required), from the state before it (None: the user's MFA aggregate did not exist)."""
+    if isinstance(event, MFA.MfaCreated):
+        return ShownState.of(False, bool(event.required), 0).to_bus()
     if state is None:
         return None
-    if kind == "TotpConfirmed":
-        return UserState(status="on", required=state["required"])
-    if kind in ("ResetByAdmin", "TwoFactorDisabled"):
-        return UserState(status="off", required=state["required"])
-    if kind == "RequirementSet":
-        return UserState(status=state["status"], required=bool(event.required))
-    return state
+    shown = ShownState.from_bus(state)
+    if isinstance(event, MFA.TotpConfirmed):
+        shown = replace(shown, status="on")
+    elif isinstance(event, MFA.ResetByAdmin | MFA.TwoFactorDisabled):
+        shown = replace(shown, status="off")
+    elif isinstance(event, MFA.RequirementSet):
+        shown = replace(shown, required=bool(event.required))
+    return shown.to_bus()

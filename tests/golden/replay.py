@@ -115,7 +115,7 @@ def as_json(value: Any) -> Any:
 
 def shown(mfa: MFA) -> dict[str, Any]:
     """The user's 2FA state as GET /api/me shows it."""
-    return mfa.shown_state()
+    return mfa.shown_state().to_json()
 
 
 def aggregate_state(aggregate: Aggregate) -> dict[str, Any]:

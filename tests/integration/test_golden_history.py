@@ -17,6 +17,7 @@ import pytest
 from eventsourcing.domain import Aggregate
 
 from services.mfa.application import MfaApplication
+from services.mfa.projections import user_state
 from tests.golden.replay import (
     HERE,
     Golden,
@@ -25,6 +26,7 @@ from tests.golden.replay import (
     from_events,
     loaded,
     public_events,
+    shown,
     time_travel,
     versions,
     views,
@@ -62,3 +64,9 @@ async def test_a_golden_history_replays_exactly(golden: Golden, database_url: st
         for name, rows in golden.expected("views.json").items():
             assert found[name] == rows, name
         assert await public_events(service) == golden.expected_lines("public_events.jsonl")
+
+        # One shown state: the per-user view reads what the aggregate shows.
+        for name, user_id in golden.expected("time_travel.json")["users"].items():
+            mfa = await service.call(service.app.mfa, UUID(user_id))
+            assert await user_state.read(service.db, UUID(user_id)) == mfa.shown_state(), name
+            assert await service.two_factor(UUID(user_id)) == shown(mfa)

@@ -8,11 +8,12 @@ when the command raises.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate
 
+from contracts.shown_state import ShownState, Status
 from services.mfa.domain import recovery_codes, totp
 from services.mfa.domain.clock import not_before
 from services.mfa.domain.errors import (
@@ -77,18 +78,17 @@ class MFA(Aggregate):
         return self.secret is not None
 
     @property
-    def status(self) -> Literal["on", "off"]:
+    def status(self) -> Status:
         """2FA Status as the users grid shows it."""
-        return "on" if self.is_on else "off"
+        return self.shown_state().status
 
     def factors(self) -> UserTwoFactor:
         """What a login session's state depends on (services/mfa/domain/session_states.py)."""
         return UserTwoFactor(self.is_on, self.required, self.recovery_codes_left)
 
-    def shown_state(self) -> dict[str, Any]:
-        """The `two_factor` object of GET /api/me."""
-        return {"status": self.status, "required": self.required,
-                "recovery_codes_left": self.recovery_codes_left, "banner": self.banner}
+    def shown_state(self) -> ShownState:
+        """What the user and the admins are shown: status, required, codes left, banner."""
+        return ShownState.of(self.is_on, self.required, self.recovery_codes_left)
 
     @property
     def recovery_codes_left(self) -> int:
@@ -96,8 +96,8 @@ class MFA(Aggregate):
 
     @property
     def banner(self) -> bool:
-        """The enforcement bar of F6: required, but not configured."""
-        return self.required and not self.is_on
+        """The enforcement bar of F6 (the rule is the shown state's)."""
+        return self.shown_state().banner
 
     def is_locked(self, now: datetime) -> bool:
         return self.locked_until is not None and now < self.locked_until
