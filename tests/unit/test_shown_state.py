@@ -4,6 +4,9 @@ event of the golden history."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -53,3 +56,12 @@ def test_the_relay_state_follows_the_aggregate_after_every_event() -> None:
         assert checked == len([r for r in golden.events if ":MFA." in r.topic])
     finally:
         app.close()
+
+
+def test_the_notifier_gets_the_rule_without_the_mfa_service() -> None:
+    """contracts/ stays importable alone: the standalone notifier never loads the MFA service."""
+    probe = ("import sys, services.notifier.app; "
+             "print([m for m in sys.modules if m.startswith('services.mfa')])")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            check=True, cwd=Path(__file__).resolve().parents[2])
+    assert result.stdout.strip() == "[]"
