@@ -16,5 +16,7 @@ version to make a test pass: a failing golden test means the code no longer read
 version wrote, and the fix belongs in the code (an upcaster, a registered topic). A new version is
 added deliberately, with `python -m tests.golden.write v2`, when the code starts writing something
 no committed version has (a new event type, a new class version); the older versions stay, and
-are replayed for good.
+are replayed for good. The stored records and their key never change. Only a deliberate change
+of the read side or of the public contract (a view's meaning, a public event's fields) may edit
+`views.json` or `public_events.jsonl`, by hand, in the commit making that change and saying so.
 """
