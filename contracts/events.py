@@ -14,7 +14,9 @@ from typing import Any, Final, Literal, TypedDict
 SCHEMA_VERSION = 1
 DEFAULT_EXCHANGE = "mfa.events"
 
-# Every event type with the `data` fields it publishes.
+# Every public event type (a message's `type`) with the `data` fields it publishes. These names
+# are the contract, not class names: the MFA service maps each stored event class to one of
+# them explicitly (services/mfa/public_events.py PUBLISHED), so renaming a class changes none.
 PUBLIC_DATA: dict[str, tuple[str, ...]] = {
     "OrganizationCreated": ("name",),
     "AccountCreated": ("email", "name", "role"),
@@ -47,6 +49,8 @@ LOW_RECOVERY_CODES = 2  # RecoveryCodeConsumed with this many or fewer left also
 
 
 class UserState(TypedDict):
+    """The user's shown 2FA state (contracts/shown_state.py) as a public event carries it."""
+
     status: Literal["on", "off"]
     required: bool
 
@@ -87,7 +91,3 @@ def routing_key(event_type: str) -> str:
     """`mfa.<event>` in snake case, e.g. `mfa.requirement_set`."""
     return "mfa." + re.sub(r"(?<!^)(?=[A-Z])", "_", event_type).lower()
 
-
-def shows_banner(state: UserState | None) -> bool:
-    """F6: the notification bar shows while 2FA is required and not configured."""
-    return state is not None and state["required"] and state["status"] == "off"

@@ -111,7 +111,7 @@ class Service:
         if state is None:
             mfa = await self.call(self.app.mfa, user_id)
             state = mfa.shown_state()
-        return state
+        return state.to_json()
 
     @property
     def followers(self) -> list[LogFollower]:

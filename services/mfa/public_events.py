@@ -1,18 +1,52 @@
 """Turns stored domain events into the public events of `contracts/events.py`.
 
-Used by the audit API and export (history) and by the relay (the bus). Only the allowlisted
-fields of each type leave the service; an event type missing from the allowlist is not public.
+Used by the audit API and export (history) and by the relay (the bus). Each stored event class
+is either published, under the public type PUBLISHED names, or PRIVATE; only the allowlisted
+fields of its type leave the service.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
+from eventsourcing.utils import get_topic
+
 from contracts.events import PUBLIC_DATA, SCHEMA_VERSION, PublicEvent, UserState
+from contracts.shown_state import ShownState
+from services.mfa.domain.account import Account, EmailIndex, Organization
+from services.mfa.domain.mfa import MFA
 
 _EVENT_ID_NAMESPACE = uuid5(NAMESPACE_URL, "urn:mfa-service:event")
+
+# The public type each stored event class is published as. The public name is part of the
+# contract: renaming a class changes nothing here but the key.
+PUBLISHED: dict[type[Any], str] = {
+    Organization.OrganizationCreated: "OrganizationCreated",
+    Account.AccountCreated: "AccountCreated",
+    Account.ProfileChanged: "ProfileChanged",
+    MFA.MfaCreated: "MfaCreated",
+    MFA.EnrollmentStarted: "EnrollmentStarted",
+    MFA.TotpConfirmed: "TotpConfirmed",
+    MFA.TotpAccepted: "TotpAccepted",
+    MFA.RecoveryCodeConsumed: "RecoveryCodeConsumed",
+    MFA.CodesRegenerated: "CodesRegenerated",
+    MFA.SecondFactorRejected: "SecondFactorRejected",
+    MFA.PasswordRejected: "PasswordRejected",
+    MFA.PasswordAccepted: "PasswordAccepted",
+    MFA.AttemptThrottled: "AttemptThrottled",
+    MFA.RequirementSet: "RequirementSet",
+    MFA.ResetByAdmin: "ResetByAdmin",
+    MFA.TwoFactorDisabled: "TwoFactorDisabled",
+}
+# Stored, never published: the email claim only makes emails unique (its account is public).
+PRIVATE: frozenset[type[Any]] = frozenset({EmailIndex.EmailClaimed})
+
+# Looked up by the topic an event is stored under, so whatever class a topic resolves to (a
+# class renamed or moved) publishes the same type.
+_PUBLIC_TYPES = {get_topic(cls): kind for cls, kind in PUBLISHED.items()}
 
 
 def event_id(originator_id: UUID, originator_version: int) -> str:
@@ -21,11 +55,12 @@ def event_id(originator_id: UUID, originator_version: int) -> str:
 
 
 def event_type(event: Any) -> str:
-    return type(event).__name__
+    """The public type of a published event (KeyError for a private one)."""
+    return _PUBLIC_TYPES[get_topic(type(event))]
 
 
 def is_public(event: Any) -> bool:
-    return event_type(event) in PUBLIC_DATA
+    return get_topic(type(event)) in _PUBLIC_TYPES
 
 
 def _json_value(value: Any) -> Any:
@@ -78,16 +113,17 @@ AUDIT_FIELDS = ("position", "id", "type", "user_id", "org_id", "actor", "occurre
 
 
 def next_state(state: UserState | None, event: Any) -> UserState | None:
-    """The user's 2FA state after `event`, from the state before it."""
-    kind = event_type(event)
-    if kind == "MfaCreated":
-        return UserState(status="off", required=bool(event.required))
+    """The user's shown 2FA state after `event`, as public events carry it (status and
+    required), from the state before it (None: the user's MFA aggregate did not exist)."""
+    if isinstance(event, MFA.MfaCreated):
+        return ShownState.of(False, bool(event.required), 0).to_bus()
     if state is None:
         return None
-    if kind == "TotpConfirmed":
-        return UserState(status="on", required=state["required"])
-    if kind in ("ResetByAdmin", "TwoFactorDisabled"):
-        return UserState(status="off", required=state["required"])
-    if kind == "RequirementSet":
-        return UserState(status=state["status"], required=bool(event.required))
-    return state
+    shown = ShownState.from_bus(state)
+    if isinstance(event, MFA.TotpConfirmed):
+        shown = replace(shown, status="on")
+    elif isinstance(event, MFA.ResetByAdmin | MFA.TwoFactorDisabled):
+        shown = replace(shown, status="off")
+    elif isinstance(event, MFA.RequirementSet):
+        shown = replace(shown, required=bool(event.required))
+    return shown.to_bus()

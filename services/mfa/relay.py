@@ -59,7 +59,7 @@ class UserStates:
                 return None  # not created yet: an account's first event comes before it
         mfa: Any = await asyncio.to_thread(self.app.repository.get, aggregate_id, version=version)
         assert isinstance(mfa, MFA)
-        return UserState(status=mfa.status, required=mfa.required)
+        return mfa.shown_state().to_bus()
 
     async def _version_before(self, aggregate_id: UUID, position: int) -> int | None:
         # The views live in the event store's database, so its table is at hand.

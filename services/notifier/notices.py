@@ -12,8 +12,8 @@ from contracts.events import (
     BusMessage,
     PublicEvent,
     SessionEnded,
-    shows_banner,
 )
+from contracts.shown_state import ShownState
 from services.notifier.live_sessions import LiveSessions
 
 # The events that can change whether the banner shows.
@@ -21,9 +21,9 @@ BANNER_EVENTS = frozenset({"MfaCreated", "TotpConfirmed", "ResetByAdmin", "TwoFa
                            "RequirementSet"})
 
 
-def banner_message(status: str, required: bool, position: int | None = None) -> dict[str, Any]:
-    return {"type": "banner", "show": required and status == "off", "status": status,
-            "required": required, "position": position}
+def banner_message(state: ShownState, position: int | None = None) -> dict[str, Any]:
+    return {"type": "banner", "show": state.banner, "status": state.status,
+            "required": state.required, "position": position}
 
 
 def notice_for(event: PublicEvent) -> str | None:
@@ -67,16 +67,16 @@ class Notifier:
         user_id = event["user_id"]
         if user_id is None:
             return
-        state = event["state"]
+        state = ShownState.from_bus(event["state"]) if event["state"] is not None else None
         if event["type"] in BANNER_EVENTS and state is not None:
             last = self._positions.get(user_id)
             if last is None or event["position"] > last:
                 self._remember(self._positions, user_id, event["position"])
-                await self.live.send_banner(user_id, banner_message(
-                    state["status"], state["required"], event["position"]))
+                await self.live.send_banner(user_id, banner_message(state, event["position"]))
         notice = notice_for(event)
         if notice is not None:
             await self.live.send(user_id, {
                 "type": "notice", "event": event["type"], "message": notice,
-                "occurred_at": event["occurred_at"], "banner": shows_banner(state),
+                "occurred_at": event["occurred_at"],
+                "banner": state is not None and state.banner,
             })

@@ -11,6 +11,7 @@ import orjson
 from aiohttp import WSMsgType, web
 
 from contracts.http import SESSION_COOKIE
+from contracts.shown_state import ShownState, Status
 from services.notifier.live_sessions import LiveSessions
 from services.notifier.notices import banner_message
 
@@ -22,9 +23,13 @@ class Viewer:
     """Who opened the socket (which session), and their 2FA state at that moment."""
 
     user_id: str
-    status: str
+    status: Status
     required: bool
     session_id: str = ""
+
+    @property
+    def two_factor(self) -> ShownState:
+        return ShownState(self.status, self.required)
 
 
 Authenticate = Callable[[str], Awaitable[Viewer | None]]
@@ -55,8 +60,8 @@ def websocket_handler(live: LiveSessions, authenticate: Authenticate,
         await socket.prepare(request)
         live.add(viewer.user_id, socket, token or "", viewer.session_id)
         try:
-            await live.send_banner(viewer.user_id,
-                                   banner_message(viewer.status, viewer.required), only=socket)
+            await live.send_banner(viewer.user_id, banner_message(viewer.two_factor),
+                                   only=socket)
             async for message in socket:  # the page only listens; anything it sends is ignored
                 if message.type == WSMsgType.ERROR:
                     break
@@ -78,8 +83,7 @@ async def refresh_all(live: LiveSessions, authenticate: Authenticate) -> int:
             live.remove(user_id, socket)
             await socket.close(code=4401, message=b"session ended")
             continue
-        await live.send_banner(user_id, banner_message(viewer.status, viewer.required),
-                               only=socket)
+        await live.send_banner(user_id, banner_message(viewer.two_factor), only=socket)
         checked += 1
     return checked
 

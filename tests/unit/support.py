@@ -1,13 +1,19 @@
-"""Plain helpers shared by the unit tests: an MFA aggregate in a given state, codes at a time."""
+"""Plain helpers shared by the unit tests: an MFA aggregate in a given state, codes at a time,
+other classes under the stored topics."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from uuid import uuid4
+
+from eventsourcing.utils import clear_topic_cache, get_topic, register_topic
 
 from services.mfa.domain import recovery_codes, totp
 from services.mfa.domain.clock import FrozenClock
 from services.mfa.domain.mfa import MFA
+from services.mfa.domain.topics import declared, event_classes, stored_as
 
 # 2026-11-28 10:00:05 UTC: five seconds into a TOTP step, so +/- one step is well defined.
 START = datetime(2026, 11, 28, 10, 0, 5, tzinfo=UTC)
@@ -56,3 +62,24 @@ def wrong_totp(secret: str, clock: FrozenClock) -> str:
 def wrong_recovery(codes: list[str], skip: int = 0) -> str:
     """An 8-digit code that is not one of `codes` (the `skip`-th such code, for variety)."""
     return [f"{n:08d}" for n in range(len(codes) + skip + 1) if f"{n:08d}" not in codes][skip]
+
+
+@contextlib.contextmanager
+def topics_resolving_to(replacements: dict[str, type]) -> Iterator[None]:
+    """For one test, the stored topics in `replacements` resolve to other classes (a renamed
+    class, a test-only version), the others to the service's classes as always. The library's
+    registry is process-wide: it is rebuilt for the test and restored after it."""
+    stored = declared()
+    clear_topic_cache()
+    try:
+        for topic, cls in replacements.items():
+            register_topic(topic, cls)
+        for aggregate in stored.values():
+            for cls in (aggregate, *event_classes(aggregate)):
+                if get_topic(cls) not in replacements:
+                    register_topic(get_topic(cls), cls)
+        yield
+    finally:
+        clear_topic_cache()
+        for topic, aggregate in stored.items():
+            stored_as(aggregate, topic)

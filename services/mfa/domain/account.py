@@ -1,4 +1,8 @@
-"""Organizations and their users' accounts, event-sourced like the 2FA itself."""
+"""Organizations and their users' accounts, event-sourced like the 2FA itself.
+
+Every event class is stored under its TOPIC, which never changes, and has a class_version: see
+services/mfa/domain/topics.py.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from eventsourcing.domain import Aggregate
 
 from services.mfa.domain.clock import not_before
 from services.mfa.domain.mfa import UserEvent
+from services.mfa.domain.topics import stored_as
 
 ROLES = ("client", "admin")
 _EMAIL_NAMESPACE = uuid5(NAMESPACE_URL, "urn:mfa-service:email")
@@ -20,7 +25,12 @@ def normalize_email(email: str) -> str:
 
 
 class Organization(Aggregate):
+    class_version = 1
+
     class OrganizationCreated(Aggregate.Created):
+        TOPIC = "services.mfa.domain.account:Organization.OrganizationCreated"
+        class_version = 1
+
         name: str
         actor: str
 
@@ -35,7 +45,12 @@ class Organization(Aggregate):
 class Account(Aggregate):
     """A user: organization, email, name, role and argon2 password hash. Its id is the user id."""
 
+    class_version = 1
+
     class AccountCreated(Aggregate.Created):
+        TOPIC = "services.mfa.domain.account:Account.AccountCreated"
+        class_version = 1
+
         user_id: UUID
         org_id: UUID
         actor: str
@@ -60,6 +75,9 @@ class Account(Aggregate):
                                org_id=self.org_id, actor=actor, name=name, role=role)
 
     class ProfileChanged(UserEvent):
+        TOPIC = "services.mfa.domain.account:Account.ProfileChanged"
+        class_version = 1
+
         name: str
         role: str
 
@@ -72,7 +90,12 @@ class EmailIndex(Aggregate):
     """Claims an email for one account. Its id is derived from the email, so a second claim of
     the same email conflicts on version 1 in the event store: uniqueness without a lookup race."""
 
+    class_version = 1
+
     class EmailClaimed(Aggregate.Created):
+        TOPIC = "services.mfa.domain.account:EmailIndex.EmailClaimed"
+        class_version = 1
+
         user_id: UUID
 
     def __init__(self, user_id: UUID) -> None:
@@ -81,3 +104,8 @@ class EmailIndex(Aggregate):
     @staticmethod
     def id_for(email: str) -> UUID:
         return uuid5(_EMAIL_NAMESPACE, normalize_email(email))
+
+
+stored_as(Organization, "services.mfa.domain.account:Organization")
+stored_as(Account, "services.mfa.domain.account:Account")
+stored_as(EmailIndex, "services.mfa.domain.account:EmailIndex")

@@ -8,11 +8,12 @@ when the command raises.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate
 
+from contracts.shown_state import ShownState, Status
 from services.mfa.domain import recovery_codes, totp
 from services.mfa.domain.clock import not_before
 from services.mfa.domain.errors import (
@@ -27,6 +28,7 @@ from services.mfa.domain.errors import (
 )
 from services.mfa.domain.lockout import LockoutPolicy
 from services.mfa.domain.session_states import UserTwoFactor
+from services.mfa.domain.topics import stored_as
 
 _MFA_NAMESPACE = uuid5(NAMESPACE_URL, "urn:mfa-service:mfa")
 
@@ -45,7 +47,12 @@ class UserEvent(Aggregate.Event):
 
 
 class MFA(Aggregate):
+    class_version = 1
+
     class MfaCreated(Aggregate.Created):
+        TOPIC = "services.mfa.domain.mfa:MFA.MfaCreated"
+        class_version = 1
+
         user_id: UUID
         org_id: UUID
         actor: str
@@ -71,18 +78,17 @@ class MFA(Aggregate):
         return self.secret is not None
 
     @property
-    def status(self) -> Literal["on", "off"]:
+    def status(self) -> Status:
         """2FA Status as the users grid shows it."""
-        return "on" if self.is_on else "off"
+        return self.shown_state().status
 
     def factors(self) -> UserTwoFactor:
         """What a login session's state depends on (services/mfa/domain/session_states.py)."""
         return UserTwoFactor(self.is_on, self.required, self.recovery_codes_left)
 
-    def shown_state(self) -> dict[str, Any]:
-        """The `two_factor` object of GET /api/me."""
-        return {"status": self.status, "required": self.required,
-                "recovery_codes_left": self.recovery_codes_left, "banner": self.banner}
+    def shown_state(self) -> ShownState:
+        """What the user and the admins are shown: status, required, codes left, banner."""
+        return ShownState.of(self.is_on, self.required, self.recovery_codes_left)
 
     @property
     def recovery_codes_left(self) -> int:
@@ -90,8 +96,8 @@ class MFA(Aggregate):
 
     @property
     def banner(self) -> bool:
-        """The enforcement bar of F6: required, but not configured."""
-        return self.required and not self.is_on
+        """The enforcement bar of F6 (the rule is the shown state's)."""
+        return self.shown_state().banner
 
     def is_locked(self, now: datetime) -> bool:
         return self.locked_until is not None and now < self.locked_until
@@ -199,8 +205,13 @@ class MFA(Aggregate):
         self.used = []
 
     # ---- events --------------------------------------------------------------------------------
+    # Each is stored under its TOPIC, which never changes, and has a class_version: a change of
+    # its fields raises the version and adds an upcaster (services/mfa/domain/topics.py).
 
     class EnrollmentStarted(UserEvent):
+        TOPIC = "services.mfa.domain.mfa:MFA.EnrollmentStarted"
+        class_version = 1
+
         secret: str
         expires_at: datetime
 
@@ -209,6 +220,9 @@ class MFA(Aggregate):
             mfa.pending_expires_at = self.expires_at
 
     class TotpConfirmed(UserEvent):
+        TOPIC = "services.mfa.domain.mfa:MFA.TotpConfirmed"
+        class_version = 1
+
         step: int
         recovery_codes: list[str]
 
@@ -221,6 +235,9 @@ class MFA(Aggregate):
             mfa.used = [False] * len(self.recovery_codes)
 
     class TotpAccepted(UserEvent):
+        TOPIC = "services.mfa.domain.mfa:MFA.TotpAccepted"
+        class_version = 1
+
         step: int
         address: str | None = None
 
@@ -230,6 +247,9 @@ class MFA(Aggregate):
             mfa.locked_until = None
 
     class RecoveryCodeConsumed(UserEvent):
+        TOPIC = "services.mfa.domain.mfa:MFA.RecoveryCodeConsumed"
+        class_version = 1
+
         index: int
         remaining: int
         address: str | None = None
@@ -240,6 +260,9 @@ class MFA(Aggregate):
             mfa.locked_until = None
 
     class SecondFactorRejected(UserEvent):
+        TOPIC = "services.mfa.domain.mfa:MFA.SecondFactorRejected"
+        class_version = 1
+
         factor: str
         failures: int
         locked_until: datetime | None
@@ -252,6 +275,9 @@ class MFA(Aggregate):
     class PasswordRejected(UserEvent):
         """Audit only: the password throttle lives outside the aggregate."""
 
+        TOPIC = "services.mfa.domain.mfa:MFA.PasswordRejected"
+        class_version = 1
+
         factor: str
         failures: int
         locked_until: datetime | None
@@ -261,6 +287,9 @@ class MFA(Aggregate):
             pass
 
     class PasswordAccepted(UserEvent):
+        TOPIC = "services.mfa.domain.mfa:MFA.PasswordAccepted"
+        class_version = 1
+
         purpose: str
         completes_login: bool
         address: str | None = None
@@ -271,6 +300,9 @@ class MFA(Aggregate):
                 mfa.locked_until = None
 
     class AttemptThrottled(UserEvent):
+        TOPIC = "services.mfa.domain.mfa:MFA.AttemptThrottled"
+        class_version = 1
+
         factor: str
         until: datetime
         address: str | None = None
@@ -279,6 +311,9 @@ class MFA(Aggregate):
             pass
 
     class CodesRegenerated(UserEvent):
+        TOPIC = "services.mfa.domain.mfa:MFA.CodesRegenerated"
+        class_version = 1
+
         recovery_codes: list[str]
 
         def apply(self, mfa: MFA) -> None:
@@ -286,15 +321,27 @@ class MFA(Aggregate):
             mfa.used = [False] * len(self.recovery_codes)
 
     class RequirementSet(UserEvent):
+        TOPIC = "services.mfa.domain.mfa:MFA.RequirementSet"
+        class_version = 1
+
         required: bool
 
         def apply(self, mfa: MFA) -> None:
             mfa.required = self.required
 
     class ResetByAdmin(UserEvent):
+        TOPIC = "services.mfa.domain.mfa:MFA.ResetByAdmin"
+        class_version = 1
+
         def apply(self, mfa: MFA) -> None:
             mfa._forget_factor()
 
     class TwoFactorDisabled(UserEvent):
+        TOPIC = "services.mfa.domain.mfa:MFA.TwoFactorDisabled"
+        class_version = 1
+
         def apply(self, mfa: MFA) -> None:
             mfa._forget_factor()
+
+
+stored_as(MFA, "services.mfa.domain.mfa:MFA")

@@ -6,6 +6,7 @@ from functools import singledispatchmethod
 from typing import Any
 from uuid import UUID
 
+from contracts.shown_state import ShownState
 from services.mfa.adapters.database import Database, Statement
 from services.mfa.domain.mfa import MFA
 
@@ -84,16 +85,10 @@ def _set(event: Any, assignments: str, *values: Any) -> Statement:
             (*values, str(event.user_id)))
 
 
-async def read(db: Database, user_id: UUID) -> dict[str, Any] | None:
+async def read(db: Database, user_id: UUID) -> ShownState | None:
     row = await db.fetchrow(
-        "SELECT status, required, recovery_codes_left, locked_until FROM mfa_user_state"
-        " WHERE user_id = ?", str(user_id))
+        "SELECT status, required, recovery_codes_left FROM mfa_user_state WHERE user_id = ?",
+        str(user_id))
     if row is None:
         return None
-    required = bool(row["required"])
-    return {
-        "status": row["status"],
-        "required": required,
-        "recovery_codes_left": int(row["recovery_codes_left"]),
-        "banner": required and row["status"] == "off",
-    }
+    return ShownState(row["status"], bool(row["required"]), int(row["recovery_codes_left"]))
