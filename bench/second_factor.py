@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import functools
+import os
+import socket
 import sys
 import tempfile
 import time
@@ -84,6 +87,7 @@ class BenchUser:
     secret: str
     confirmed_step: int
     session: aiohttp.ClientSession | None = None
+    base: str = ""  # the API process this user's browser talks to (empty: the only one)
 
 
 # ---- the limit: bare save() on the same store ---------------------------------------------------
@@ -240,12 +244,14 @@ def percentile(values: list[float], fraction: float) -> float:
 async def client_process(base: str, users_file: str) -> None:
     """The clients' side, run in a process of its own (`--client`), so the server's process
     spends its CPU on serving only: password steps, then the timed second factors."""
-    users = [BenchUser(UUID(u["user_id"]), u["email"], u["secret"], u["confirmed_step"])
+    users = [BenchUser(UUID(u["user_id"]), u["email"], u["secret"], u["confirmed_step"],
+                       base=u.get("base", base))
              for u in orjson.loads(await asyncio.to_thread(Path(users_file).read_bytes))]
     connector = aiohttp.TCPConnector(limit=CLIENTS)
     try:
         started = time.perf_counter()
-        await _bounded([functools.partial(log_in, base, connector, u) for u in users], CLIENTS)
+        await _bounded([functools.partial(log_in, u.base, connector, u) for u in users],
+                       CLIENTS)
         login_seconds = time.perf_counter() - started
         print("  (clients: password steps done, second factors now)", file=sys.stderr,
               flush=True)
@@ -328,14 +334,108 @@ def postgres_problem() -> str | None:
         return f"{type(e).__name__}: {e}"
 
 
-async def bench_store(store: str, count: int) -> Result:
+async def bench_store(store: str, count: int, processes: list[int]) -> list[Result]:
     urls = sqlite_urls() if store == "sqlite" else postgres_urls()
+    results = []
     with urls as (service_url, bare_url, var_dir):
         print(f"{store}: bare save() limit, {count} saves on {SAVE_THREADS} threads")
         bare, get_save = await asyncio.to_thread(bare_save_rates, bare_url, count)
         print(f"{store}: second factor over HTTP, {count} users, {CLIENTS} clients")
         rate, p50, p99, errors = await measure_service(service_url, var_dir, count)
-    return Result(store, bare, get_save, rate, p50, p99, errors)
+        results.append(Result(store, bare, get_save, rate, p50, p99, errors))
+        if store == "postgres":
+            for n in processes:
+                with postgres_schema() as url:
+                    print(f"{store}: the same through {n} x `mfa api` + `mfa projector`")
+                    rate, p50, p99, errors = await measure_processes(url, var_dir, count, n)
+                results.append(Result(f"pg {n} api", bare, get_save, rate, p50, p99, errors))
+    return results
+
+
+@contextmanager
+def postgres_schema() -> Iterator[str]:
+    schema = f"bench_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_DSN, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    try:
+        yield f"{PG_DSN}?schema={schema}"
+    finally:
+        with psycopg.connect(PG_DSN, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+def create_users_directly(url: str, count: int) -> list[BenchUser]:
+    """The platform's users, made with the application alone before its processes start."""
+    app = MfaApplication(StoreLocation.parse(url).eventsourcing_env(SECRET))
+    try:
+        org_id, _ = app.create_organization("Bench", "admin@bench.example", "Bench Admin",
+                                            PASSWORD_HASH, "system:bench").value
+        users = []
+        for n in range(count):
+            email = f"user{n:06d}@bench.example"
+            user_id = app.create_user(org_id, email, f"Bench User {n}", "client",
+                                      PASSWORD_HASH, False, "system:bench").value
+            enrollment = app.start_enrollment(user_id,
+                                              app.clock.now() + timedelta(minutes=10)).value
+            now = time.time()
+            app.confirm_enrollment(user_id, pyotp.TOTP(enrollment.secret).at(now))
+            users.append(BenchUser(user_id, email, enrollment.secret,
+                                   int(now) // totp.PERIOD_SECONDS))
+        return users
+    finally:
+        app.close()
+
+
+async def measure_processes(url: str, var_dir: Path, count: int,
+                            processes: int) -> tuple[float, float, float, int]:
+    """Second factors through `processes` x `mfa api` (the platform deployment, one
+    `mfa projector` beside them), each user's browser on one of them."""
+    users = await asyncio.to_thread(create_users_directly, url, count)
+    env = {**os.environ, "MFA_DATABASE_URL": url, "MFA_SECRET_KEY": SECRET,
+           "MFA_HASHING_QUEUE": str(CLIENTS),
+           "MFA_PASSWORD_ADDRESS_THRESHOLD": str(10 * count + 100)}
+    mfa = str(Path(sys.executable).parent / "mfa")
+    ports = [free_port() for _ in range(processes)]
+    started = [await asyncio.create_subprocess_exec(
+        mfa, command, env={**env, "MFA_PORT": str(port)},
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+        for command, port in [("projector", free_port()), *(("api", p) for p in ports)]]
+    try:
+        bases = [f"http://127.0.0.1:{port}" for port in ports]
+        async with aiohttp.ClientSession() as probe:
+            for base in bases:
+                for _ in range(300):
+                    with contextlib.suppress(aiohttp.ClientError):
+                        async with probe.get(f"{base}/healthz") as response:
+                            if response.status == 200:
+                                break
+                    await asyncio.sleep(0.1)
+        users_file = var_dir.parent / "bench-platform-users.json"
+        await asyncio.to_thread(users_file.write_bytes, orjson.dumps([
+            {"user_id": str(u.user_id), "email": u.email, "secret": u.secret,
+             "confirmed_step": u.confirmed_step, "base": bases[n % len(bases)]}
+            for n, u in enumerate(users)]))
+        clients = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bench.second_factor", "--client", bases[0], str(users_file),
+            stdout=asyncio.subprocess.PIPE)
+        out, _ = await clients.communicate()
+        result = orjson.loads(out)
+        latencies = result["latencies"]
+        return (result["rate"], percentile(latencies, 0.50) * 1000,
+                percentile(latencies, 0.99) * 1000, result["errors"])
+    finally:
+        for process in started:
+            with contextlib.suppress(ProcessLookupError):
+                process.terminate()
+        for process in started:
+            await process.wait()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
 
 
 def print_table(results: list[Result]) -> None:
@@ -365,6 +465,8 @@ async def main() -> None:
                         help="users (and verifications, and bare saves) per store")
     parser.add_argument("--stores", default="sqlite,postgres",
                         help="comma-separated: sqlite, postgres")
+    parser.add_argument("--processes", default="1,2",
+                        help="PostgreSQL also through this many `mfa api` processes each")
     parser.add_argument("--client", nargs=2, metavar=("BASE_URL", "USERS_FILE"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -380,7 +482,8 @@ async def main() -> None:
         if store == "postgres" and (problem := postgres_problem()) is not None:
             print(f"!!! SKIPPING PostgreSQL: {PG_DSN} is unreachable ({problem})")
             continue
-        results.append(await bench_store(store, args.users))
+        results += await bench_store(store, args.users,
+                                     [int(n) for n in args.processes.split(",") if n])
     print_table(results)
 
 

@@ -65,6 +65,15 @@ class Enrollment:
     expires_at: datetime
 
 
+def project(aggregate: Any, events: Iterable[Any]) -> Any:
+    """The library's project_aggregate without its per-event `isinstance` of a runtime
+    Protocol (about 20 us each, a tenth of a verification's time in a profile): our stored
+    events are all Aggregate.Event subclasses, which mutate."""
+    for event in events:
+        aggregate = event.mutate(aggregate)
+    return aggregate
+
+
 def _back_off(attempt: int) -> None:
     """Before a retry: a random pause growing with the attempts, so processes racing for one
     aggregate stop colliding in step (this runs in a store thread, never on the event loop)."""
@@ -169,7 +178,7 @@ class MfaApplication(Application[UUID]):
     def _get(self, aggregate_id: UUID, kind: type[A]) -> A:
         """The aggregate of that kind, or AccountNotFound (also for an id of another kind)."""
         try:
-            aggregate: Aggregate = self.repository.get(aggregate_id)
+            aggregate: Aggregate = self.repository.get(aggregate_id, projector_func=project)
         except AggregateNotFoundError:
             raise AccountNotFound() from None
         if not isinstance(aggregate, kind):
@@ -200,7 +209,7 @@ class MfaApplication(Application[UUID]):
                 high = middle - 1
         if low == 0:
             return None
-        mfa: Aggregate = self.repository.get(aggregate_id, version=low)
+        mfa: Aggregate = self.repository.get(aggregate_id, version=low, projector_func=project)
         assert isinstance(mfa, MFA)
         return mfa
 
@@ -298,7 +307,7 @@ class MfaApplication(Application[UUID]):
         for attempt in range(MAX_ATTEMPTS):
             _back_off(attempt)
             try:
-                aggregate: Any = self.repository.get(aggregate_id)
+                aggregate: Any = self.repository.get(aggregate_id, projector_func=project)
             except AggregateNotFoundError:
                 raise AccountNotFound() from None
             try:

@@ -25,13 +25,16 @@ class HeldApplication(MfaApplication):
         self.held = threading.Event()
         self.transactions: list[int] = []
         super().__init__(*args, **kwargs)
+        put = self.events.put
 
-    def save(self, *objs: Any, **kwargs: Any) -> Any:
-        if not self.held.is_set():
-            self.held.set()
-            self.hold.wait(10)
-        self.transactions.append(len({getattr(o, "originator_id", None) for o in objs}))
-        return super().save(*objs, **kwargs)
+        def held_put(events: list[Any], **kwargs: Any) -> Any:
+            if not self.held.is_set():
+                self.held.set()
+                self.hold.wait(10)
+            self.transactions.append(len({event.originator_id for event in events}))
+            return put(events, **kwargs)
+
+        self.events.put = held_put  # type: ignore[method-assign]
 
 
 @pytest.fixture

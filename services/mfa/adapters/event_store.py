@@ -56,7 +56,7 @@ class StoreLocation:
             "CIPHER_TOPIC": "eventsourcing.cryptography:AESCipher",
             "CIPHER_KEY": base64.b64encode(derive_key(secret_key, "event-store")).decode(),
             # Aggregates cached per process, fast-forwarded from the store at every read.
-            "AGGREGATE_CACHE_MAXSIZE": "10000",
+            "AGGREGATE_CACHE_MAXSIZE": "50000",
             "AGGREGATE_CACHE_FASTFORWARD": "y",
         }
         if self.kind == "sqlite":
