@@ -24,16 +24,23 @@ PUBLIC_DATA: dict[str, tuple[str, ...]] = {
     "MfaCreated": ("required",),
     "EnrollmentStarted": ("expires_at",),
     "TotpConfirmed": ("recovery_codes_issued",),
-    "TotpAccepted": (),
-    "RecoveryCodeConsumed": ("remaining",),
+    "TotpAccepted": ("address",),
+    "RecoveryCodeConsumed": ("remaining", "address",),
     "CodesRegenerated": ("recovery_codes_issued",),
-    "SecondFactorRejected": ("factor", "failures", "locked_until"),
-    "PasswordRejected": ("factor", "failures", "locked_until"),
-    "PasswordAccepted": ("purpose",),
-    "AttemptThrottled": ("factor", "until"),
+    "SecondFactorRejected": ("factor", "failures", "locked_until", "address"),
+    "PasswordRejected": ("factor", "failures", "locked_until", "address"),
+    "PasswordAccepted": ("purpose", "address"),
+    "AttemptThrottled": ("factor", "until", "address"),
     "RequirementSet": ("required",),
     "ResetByAdmin": (),
     "TwoFactorDisabled": (),
+    # Security keys and passkeys: the credential id and the name the user gave, never the
+    # public key or any other key material.
+    "PasskeyRegistered": ("passkey_id", "name", "user_verified", "recovery_codes_issued"),
+    "PasskeyRenamed": ("passkey_id", "name"),
+    "PasskeyUsed": ("passkey_id", "user_verified", "address"),
+    "PasskeyCloneSuspected": ("passkey_id", "address"),
+    "PasskeyRemoved": ("passkey_id", "still_on"),
 }
 EVENT_TYPES = tuple(PUBLIC_DATA)
 
@@ -44,6 +51,10 @@ SECURITY_NOTICES = {
     "TwoFactorDisabled": "Two-factor authentication was disabled on your account.",
     "CodesRegenerated": "New recovery codes were generated; the old ones no longer work.",
     "TotpConfirmed": "Two-factor authentication was configured on your account.",
+    "PasskeyRegistered": "A security key or passkey was added to your account.",
+    "PasskeyRemoved": "A security key or passkey was removed from your account.",
+    "PasskeyCloneSuspected": ("A sign-in with a copy of one of your security keys was refused. "
+                              "Remove that key and tell your administrator."),
 }
 LOW_RECOVERY_CODES = 2  # RecoveryCodeConsumed with this many or fewer left also gets a notice
 

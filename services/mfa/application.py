@@ -20,6 +20,7 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError
 
 from services.mfa.adapters.group_commit import GroupCommit
+from services.mfa.adapters.passkeys import NewKey, Signature
 from services.mfa.domain import recovery_codes, session_states, totp
 from services.mfa.domain.account import ROLES, Account, EmailIndex, Organization, normalize_email
 from services.mfa.domain.clock import Clock, SystemClock
@@ -278,9 +279,53 @@ class MfaApplication(Application[UUID]):
         def confirm(mfa: MFA) -> list[str]:
             mfa.confirm_enrollment(code, codes, self.clock.now(), actor("user", user_id),
                                    forced=forced)
-            return codes
+            return list(mfa.codes)  # new with the first factor, else the user's set
 
         return self._update(mfa_id(user_id), confirm)
+
+    # ---- security keys and passkeys -------------------------------------------------------------
+
+    def passkeys(self, user_id: UUID) -> list[dict[str, Any]]:
+        """The user's keys as *My account > Security* lists them (no key material)."""
+        return [{"id": key_id, "name": key["name"], "added_at": key["added_at"],
+                 "last_used_at": key["last_used_at"], "user_verified": key["user_verified"]}
+                for key_id, key in self.mfa(user_id).passkeys.items()]
+
+    def register_passkey(self, user_id: UUID, key: NewKey, name: str, *,
+                         forced: bool = False) -> Written:
+        """Adds a key checked by the WebAuthn ceremony; returns the recovery codes it issued
+        (the first factor of all), or an empty list."""
+        codes = recovery_codes.new_set()
+        return self._update(mfa_id(user_id), lambda mfa: mfa.register_passkey(
+            key.passkey_id, key.public_key, key.sign_count, key.user_verified, name, codes,
+            self.clock.now(), actor("user", user_id), forced=forced))
+
+    def rename_passkey(self, user_id: UUID, passkey_id: str, name: str) -> Written:
+        return self._update(mfa_id(user_id), lambda mfa: mfa.rename_passkey(
+            passkey_id, name, self.clock.now(), actor("user", user_id)))
+
+    def remove_passkey(self, user_id: UUID, passkey_id: str) -> Written:
+        return self._update(mfa_id(user_id), lambda mfa: mfa.remove_passkey(
+            passkey_id, self.clock.now(), actor("user", user_id)))
+
+    def verify_passkey(self, user_id: UUID, passkey_id: str,
+                       check: Callable[[str], Signature | None],
+                       address: str | None = None) -> Written:
+        """F3 step 2 with a key: `check` verifies the browser's signature against the stored
+        public key; the aggregate then decides on the counter."""
+        by = actor("user", user_id)
+
+        def attempt(mfa: MFA) -> LoginStep:
+            public_key = mfa.passkey_public_key(passkey_id)
+            signature = check(public_key) if public_key is not None else None
+            mfa.use_passkey(passkey_id, signature is not None,
+                            signature.sign_count if signature else 0,
+                            signature.user_verified if signature else False,
+                            self.lockout, self.clock.now(), by, address)
+            return LoginStep(user_id, session_states.after("second_factor", Step.SECOND_FACTOR,
+                                                           mfa.factors()))
+
+        return self._update(mfa_id(user_id), attempt)
 
     def recovery_codes(self, user_id: UUID) -> list[tuple[str, bool]]:
         mfa = self.mfa(user_id)

@@ -40,6 +40,11 @@ PUBLISHED: dict[type[Any], str] = {
     MFA.RequirementSet: "RequirementSet",
     MFA.ResetByAdmin: "ResetByAdmin",
     MFA.TwoFactorDisabled: "TwoFactorDisabled",
+    MFA.PasskeyRegistered: "PasskeyRegistered",
+    MFA.PasskeyRenamed: "PasskeyRenamed",
+    MFA.PasskeyUsed: "PasskeyUsed",
+    MFA.PasskeyCloneSuspected: "PasskeyCloneSuspected",
+    MFA.PasskeyRemoved: "PasskeyRemoved",
 }
 # Stored, never published: the email claim only makes emails unique (its account is public).
 PRIVATE: frozenset[type[Any]] = frozenset({EmailIndex.EmailClaimed})
@@ -120,8 +125,10 @@ def next_state(state: UserState | None, event: Any) -> UserState | None:
     if state is None:
         return None
     shown = ShownState.from_bus(state)
-    if isinstance(event, MFA.TotpConfirmed):
+    if isinstance(event, MFA.TotpConfirmed | MFA.PasskeyRegistered):
         shown = replace(shown, status="on")
+    elif isinstance(event, MFA.PasskeyRemoved) and not event.still_on:
+        shown = replace(shown, status="off")
     elif isinstance(event, MFA.ResetByAdmin | MFA.TwoFactorDisabled):
         shown = replace(shown, status="off")
     elif isinstance(event, MFA.RequirementSet):

@@ -18,7 +18,7 @@ from services.notifier.live_sessions import LiveSessions
 
 # The events that can change whether the banner shows.
 BANNER_EVENTS = frozenset({"MfaCreated", "TotpConfirmed", "ResetByAdmin", "TwoFactorDisabled",
-                           "RequirementSet"})
+                           "RequirementSet", "PasskeyRegistered", "PasskeyRemoved"})
 
 
 def banner_message(state: ShownState, position: int | None = None) -> dict[str, Any]:

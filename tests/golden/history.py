@@ -10,7 +10,10 @@ Two organizations; in the first, an admin and five users:
 - carol logs in with TOTP for long enough that her MFA aggregate passes 100 events (a snapshot),
   then platform support resets her 2FA and the admin requires it (the banner shows again);
 - dave starts configuring 2FA and never confirms;
-- erin is created required and does nothing (the banner shows from the start).
+- erin is created required and does nothing (the banner shows from the start);
+- (since v2) fay adds a security key as her first factor (recovery codes come with it), logs in
+  with it, renames it, a copy of it is refused, adds a second key, fails a signature, and
+  removes both keys (2FA Off).
 """
 
 from __future__ import annotations
@@ -20,10 +23,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from uuid import UUID
 
+from services.mfa.adapters import passkeys
+from services.mfa.adapters.passkeys import RelyingParty
 from services.mfa.application import SNAPSHOT_INTERVAL, MfaApplication, actor
 from services.mfa.domain.clock import FrozenClock
-from services.mfa.domain.errors import InvalidCode, InvalidCredentials, LockedOut
+from services.mfa.domain.errors import InvalidCode, InvalidCredentials, LockedOut, PasskeyCloned
 from tests.conftest import FAST_PASSWORDS
+from tests.passkey_device import SoftKey
 from tests.unit.support import code_at, wrong_recovery, wrong_totp
 
 WINDOW = timedelta(minutes=10)
@@ -76,6 +82,11 @@ def write(app: MfaApplication, clock: FrozenClock) -> Story:
     _bob(app, clock, org_id, story.users["bob"], by_admin, mark)
     _carol(app, clock, org_id, story.users["carol"], by_admin, mark)
     app.start_enrollment(story.users["dave"], clock.now() + WINDOW)
+    clock.advance(60)
+    story.users["fay"] = app.create_user(
+        org_id, "fay@golden.example", "Fay", "client", FAST_PASSWORDS.hash("fay-pw-1"), False,
+        by_admin).value
+    _fay(app, clock, story.users["fay"], mark)
     clock.advance(60)
     mark("end")
     return story
@@ -168,6 +179,58 @@ def _carol(app: MfaApplication, clock: FrozenClock, org_id: UUID, user_id: UUID,
     clock.advance(60)
     app.update_user(org_id, user_id, None, None, True, by_admin)
     mark("carol_required")
+
+
+GOLDEN_RP = RelyingParty("golden.example", "MFA Service", "https://golden.example")
+
+
+def _fay(app: MfaApplication, clock: FrozenClock, user_id: UUID, mark: Mark) -> None:
+    """Security keys, with real signatures from software authenticators."""
+    work, phone = SoftKey(), SoftKey()
+
+    def add(key: SoftKey, name: str) -> None:
+        existing = [k["id"] for k in app.passkeys(user_id)]
+        options, challenge = passkeys.registration_options(
+            GOLDEN_RP, user_id, "fay@golden.example", "Fay", existing)
+        new = passkeys.verify_registration(GOLDEN_RP, key.create(options, GOLDEN_RP.origin),
+                                           challenge)
+        app.register_passkey(user_id, new, name)
+
+    def sign_in(key: SoftKey, *, tamper: bool = False) -> None:
+        app.record_password(user_id, True, "login", address=HOME)
+        options, challenge = passkeys.authentication_options(
+            GOLDEN_RP, [k["id"] for k in app.passkeys(user_id)])
+        answer = key.get(options, GOLDEN_RP.origin)
+        if tamper:
+            answer["response"]["signature"] = answer["response"]["signature"][::-1]
+
+        def check(public_key: str) -> passkeys.Signature | None:
+            return passkeys.verify_signature(GOLDEN_RP, answer, challenge, public_key)
+
+        app.verify_passkey(user_id, key.credential_id, check, HOME)
+
+    clock.advance(30)
+    add(work, "YubiKey")
+    mark("fay_key_added")
+    for _ in range(2):
+        clock.advance(3600)
+        sign_in(work)
+    copy = work.clone()
+    clock.advance(60)
+    sign_in(work)
+    clock.advance(60)
+    _refused(PasskeyCloned, sign_in, copy)  # the copy signs with a counter already seen
+    app.rename_passkey(user_id, work.credential_id, "Work key")
+    clock.advance(60)
+    add(phone, "Phone")
+    clock.advance(60)
+    _refused(InvalidCode, sign_in, phone, tamper=True)
+    mark("fay_two_keys")
+    clock.advance(60)
+    app.remove_passkey(user_id, phone.credential_id)
+    clock.advance(60)
+    app.remove_passkey(user_id, work.credential_id)
+    mark("fay_off")
 
 
 def _refused(error: type[Exception], command: Callable[..., object], *args: object,

@@ -31,6 +31,8 @@ from contracts.events import (
     routing_key,
 )
 from services.mfa.bootstrap import Service
+from tests.integration.test_passkeys import add_key, sign_in
+from tests.passkey_device import SoftKey
 from services.mfa.log_follower import create_tracking
 from services.mfa.public_events import event_type, is_public, next_state
 from services.mfa.relay import Relay
@@ -329,6 +331,28 @@ async def mixed_workload(admin: Api, new_browser: NewBrowser, clock: FrozenClock
     status, _ = await carol_browser.post("/api/login/second-factor",
                                          {"code": totp_code(key, clock)})
     assert status == 429
+
+    # D: a security key as the first factor, a login with it, a rename, a copy refused, and
+    # the key removed (2FA Off again).
+    dora = await create_user(admin, password="dora-password-1")
+    secrets.add(dora["password"])
+    dora_browser = await new_browser()
+    await dora_browser.login(dora["email"], dora["password"])
+    soft_key = SoftKey()
+    added = await add_key(dora_browser, soft_key, password=dora["password"])
+    secrets.add(*added["recovery_codes"])
+    await dora_browser.post("/api/logout")
+    copy = soft_key.clone()
+    assert await dora_browser.login(dora["email"], dora["password"]) == "second_factor"
+    assert (await sign_in(dora_browser, soft_key))[0] == 200
+    key_id = added["passkey"]["id"]
+    assert (await dora_browser.patch(f"/api/me/passkeys/{key_id}", {"name": "Mine"}))[0] == 200
+    thief = await new_browser()
+    assert await thief.login(dora["email"], dora["password"]) == "second_factor"
+    assert (await sign_in(thief, copy))[0] == 401
+    assert (await dora_browser.post("/api/me/reauthenticate",
+                                    {"password": dora["password"]}))[0] == 200
+    assert (await dora_browser.call("DELETE", f"/api/me/passkeys/{key_id}", {}))[0] == 200
     return secrets
 
 

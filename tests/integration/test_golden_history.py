@@ -39,7 +39,7 @@ def golden(request: pytest.FixtureRequest) -> Golden:
 
 
 def check_log(app: MfaApplication, golden: Golden) -> None:
-    expected = golden.expected("aggregates.json")
+    expected = golden.expected_aggregates()
     assert aggregates(app, [UUID(i) for i in expected]) == expected
     for aggregate_id, state in expected.items():
         assert aggregate_state(from_events(app, UUID(aggregate_id))) == state, aggregate_id

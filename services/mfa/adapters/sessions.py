@@ -28,10 +28,15 @@ _TABLE = """CREATE TABLE IF NOT EXISTS mfa_sessions (
     expires_at double precision NOT NULL,
     sid text,
     last_seen double precision,
-    device_binding text
+    device_binding text,
+    challenge text,
+    challenge_kind text,
+    challenge_until double precision
 )"""
 # Columns added since the first version of the table, for databases created before them.
-_ADDED = (("sid", "text"), ("last_seen", "double precision"), ("device_binding", "text"))
+_ADDED = (("sid", "text"), ("last_seen", "double precision"), ("device_binding", "text"),
+          ("challenge", "text"), ("challenge_kind", "text"),
+          ("challenge_until", "double precision"))
 
 
 async def create_schema(db: Database) -> None:
@@ -141,6 +146,32 @@ class SessionStore:
             "UPDATE mfa_sessions SET state = ?, window_until = ? WHERE token_hash = ?",
             state, window_until, self._hash(session.token))
         return replace(session, state=state, window_until=window_until)
+
+    async def set_challenge(self, session: Session, kind: str, challenge: str,
+                            until: float) -> None:
+        """A WebAuthn challenge for this session (`kind`: register or login); a new one
+        replaces the previous one."""
+        await self._db.execute(
+            "UPDATE mfa_sessions SET challenge = ?, challenge_kind = ?, challenge_until = ?"
+            " WHERE token_hash = ?", challenge, kind, until, self._hash(session.token))
+
+    async def take_challenge(self, session: Session, kind: str, now: datetime) -> str | None:
+        """The session's live challenge of that kind, used up: read, then cleared only if it is
+        still the same (compare and clear), so a response is checked against it once."""
+        row = await self._db.fetchrow(
+            "SELECT challenge, challenge_kind, challenge_until FROM mfa_sessions"
+            " WHERE token_hash = ?", self._hash(session.token))
+        if row is None or row["challenge"] is None:
+            return None
+        cleared = await self._db.execute(
+            "UPDATE mfa_sessions SET challenge = NULL, challenge_kind = NULL,"
+            " challenge_until = NULL WHERE token_hash = ? AND challenge = ?",
+            self._hash(session.token), row["challenge"])
+        if not cleared or row["challenge_kind"] != kind:
+            return None
+        if row["challenge_until"] is None or now.timestamp() >= row["challenge_until"]:
+            return None
+        return str(row["challenge"])
 
     async def end(self, session: Session) -> None:
         await self._db.execute("DELETE FROM mfa_sessions WHERE token_hash = ?",

@@ -30,6 +30,18 @@ class SecondFactorOwed(DomainError):
     on elsewhere: it owes the second factor now."""
 
 
+class PasskeyAlreadyRegistered(DomainError):
+    """This security key is registered already."""
+
+
+class PasskeyNotFound(DomainError):
+    """No such security key or passkey on this account."""
+
+
+class PasskeyCloned(DomainError):
+    """A key signed with a counter that did not move forward: a copy of it, refused."""
+
+
 class NoEnrollmentInProgress(DomainError):
     """Setup verification without a setup started in the current window."""
 

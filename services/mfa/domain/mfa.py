@@ -21,6 +21,9 @@ from services.mfa.domain.errors import (
     InvalidCredentials,
     LockedOut,
     NoEnrollmentInProgress,
+    PasskeyAlreadyRegistered,
+    PasskeyCloned,
+    PasskeyNotFound,
     SecondFactorOwed,
     SetupWindowExpired,
     TwoFactorNotOn,
@@ -47,7 +50,12 @@ class UserEvent(Aggregate.Event):
 
 
 class MFA(Aggregate):
-    class_version = 1
+    # 2: passkeys (a snapshot of version 1 has none).
+    class_version = 2
+
+    @staticmethod
+    def upcast_v1_v2(state: dict[str, Any]) -> None:
+        state["passkeys"] = {}
 
     class MfaCreated(Aggregate.Created):
         TOPIC = "services.mfa.domain.mfa:MFA.MfaCreated"
@@ -70,11 +78,19 @@ class MFA(Aggregate):
         self.used: list[bool] = []
         self.failures = 0
         self.locked_until: datetime | None = None
+        # Security keys and passkeys by credential id (base64url): name, public key (base64url
+        # COSE), signature counter, user verification, added and last used.
+        self.passkeys: dict[str, dict[str, Any]] = {}
 
     # ---- what the rest of the service reads ------------------------------------------------
 
     @property
     def is_on(self) -> bool:
+        """2FA is On while any factor is configured: an authenticator app or a passkey."""
+        return self.secret is not None or bool(self.passkeys)
+
+    @property
+    def has_authenticator_app(self) -> bool:
         return self.secret is not None
 
     @property
@@ -141,9 +157,7 @@ class MFA(Aggregate):
                     self._record(self.RecoveryCodeConsumed, now, actor, index=index,
                                  remaining=self.recovery_codes_left - 1, address=address)
                     return factor
-        failures = self.failures + 1
-        self._record(self.SecondFactorRejected, now, actor, factor=factor, failures=failures,
-                     locked_until=policy.locked_until(failures, now), address=address)
+        self._reject(factor, policy, now, actor, address)
         raise InvalidCode()
 
     def start_enrollment(self, secret: str, expires_at: datetime, now: datetime,
@@ -167,7 +181,75 @@ class MFA(Aggregate):
         step = totp.matching_step(self.pending_secret, code, now, after_step=-1)
         if step is None:
             raise InvalidCode()
-        self._record(self.TotpConfirmed, now, actor, step=step, recovery_codes=new_codes)
+        # Recovery codes come with the first factor of all; a new app (or an app beside a
+        # passkey) keeps the user's set.
+        self._record(self.TotpConfirmed, now, actor, step=step,
+                     recovery_codes=[] if self.is_on else new_codes)
+
+    # ---- security keys and passkeys (WebAuthn) ---------------------------------------------
+    # Signatures are checked by the application (the webauthn library, with the public key
+    # kept here); the aggregate keeps the keys and decides on their counters.
+
+    def register_passkey(self, passkey_id: str, public_key: str, sign_count: int,
+                         user_verified: bool, name: str, new_codes: list[str], now: datetime,
+                         actor: str, *, forced: bool = False) -> list[str]:
+        """Adds a key. The first factor of all also issues the recovery codes, which it
+        returns (empty: the user has codes already)."""
+        if forced and self.is_on:
+            raise SecondFactorOwed()
+        if passkey_id in self.passkeys:
+            raise PasskeyAlreadyRegistered()
+        codes = [] if self.is_on else new_codes
+        self._record(self.PasskeyRegistered, now, actor, passkey_id=passkey_id, name=name,
+                     public_key=public_key, sign_count=sign_count, user_verified=user_verified,
+                     recovery_codes=codes)
+        return codes
+
+    def rename_passkey(self, passkey_id: str, name: str, now: datetime, actor: str) -> None:
+        self._passkey(passkey_id)
+        if self.passkeys[passkey_id]["name"] != name:
+            self._record(self.PasskeyRenamed, now, actor, passkey_id=passkey_id, name=name)
+
+    def remove_passkey(self, passkey_id: str, now: datetime, actor: str) -> None:
+        """Removing the last factor turns 2FA Off: like Disable 2FA, refused when Required."""
+        self._passkey(passkey_id)
+        still_on = self.secret is not None or len(self.passkeys) > 1
+        if not still_on and self.required:
+            raise TwoFactorRequired()
+        self._record(self.PasskeyRemoved, now, actor, passkey_id=passkey_id, still_on=still_on)
+
+    def passkey_public_key(self, passkey_id: str) -> str | None:
+        key = self.passkeys.get(passkey_id)
+        return str(key["public_key"]) if key is not None else None
+
+    def use_passkey(self, passkey_id: str, signed: bool, sign_count: int, user_verified: bool,
+                    policy: LockoutPolicy, now: datetime, actor: str,
+                    address: str | None = None) -> None:
+        """Login step 2 with a key; `signed`: the application checked its signature. A
+        counter that did not move forward means a copy of the key signed (WebAuthn 6.1.1):
+        refused, and reported to the user."""
+        if self.locked_until is not None and now < self.locked_until:
+            self._record(self.AttemptThrottled, now, actor, factor="passkey",
+                         until=self.locked_until, address=address)
+            raise LockedOut(self.locked_until)
+        key = self.passkeys.get(passkey_id)
+        if key is None or not signed:
+            self._reject("passkey", policy, now, actor, address)
+            raise InvalidCode()
+        stored = int(key["sign_count"])
+        if (sign_count or stored) and sign_count <= stored:
+            self._record(self.PasskeyCloneSuspected, now, actor, passkey_id=passkey_id,
+                         sign_count=sign_count, expected_above=stored, address=address)
+            self._reject("passkey", policy, now, actor, address)
+            raise PasskeyCloned()
+        self._record(self.PasskeyUsed, now, actor, passkey_id=passkey_id, sign_count=sign_count,
+                     user_verified=user_verified, address=address)
+
+    def _passkey(self, passkey_id: str) -> dict[str, Any]:
+        key = self.passkeys.get(passkey_id)
+        if key is None:
+            raise PasskeyNotFound()
+        return key
 
     def regenerate_codes(self, new_codes: list[str], now: datetime, actor: str) -> None:
         if not self.is_on:
@@ -196,7 +278,14 @@ class MFA(Aggregate):
         self.trigger_event(event_class, timestamp=not_before(now, self.modified_on),
                            user_id=self.user_id, org_id=self.org_id, actor=actor, **fields)
 
+    def _reject(self, factor: str, policy: LockoutPolicy, now: datetime, actor: str,
+                address: str | None) -> None:
+        failures = self.failures + 1
+        self._record(self.SecondFactorRejected, now, actor, factor=factor, failures=failures,
+                     locked_until=policy.locked_until(failures, now), address=address)
+
     def _forget_factor(self) -> None:
+        self.passkeys = {}
         self.secret = None
         self.pending_secret = None
         self.pending_expires_at = None
@@ -231,8 +320,9 @@ class MFA(Aggregate):
             mfa.pending_secret = None
             mfa.pending_expires_at = None
             mfa.last_step = self.step
-            mfa.codes = list(self.recovery_codes)
-            mfa.used = [False] * len(self.recovery_codes)
+            if self.recovery_codes:
+                mfa.codes = list(self.recovery_codes)
+                mfa.used = [False] * len(self.recovery_codes)
 
     class TotpAccepted(UserEvent):
         TOPIC = "services.mfa.domain.mfa:MFA.TotpAccepted"
@@ -328,6 +418,80 @@ class MFA(Aggregate):
 
         def apply(self, mfa: MFA) -> None:
             mfa.required = self.required
+
+    class PasskeyRegistered(UserEvent):
+        TOPIC = "services.mfa.domain.mfa:MFA.PasskeyRegistered"
+        class_version = 1
+
+        passkey_id: str
+        name: str
+        public_key: str  # COSE, base64url: public, yet never published
+        sign_count: int
+        user_verified: bool
+        recovery_codes: list[str]  # the first factor's set; empty when codes existed
+
+        def apply(self, mfa: MFA) -> None:
+            mfa.passkeys[self.passkey_id] = {
+                "name": self.name, "public_key": self.public_key,
+                "sign_count": self.sign_count, "user_verified": self.user_verified,
+                "added_at": self.timestamp, "last_used_at": None}
+            if self.recovery_codes:
+                mfa.codes = list(self.recovery_codes)
+                mfa.used = [False] * len(self.recovery_codes)
+
+    class PasskeyRenamed(UserEvent):
+        TOPIC = "services.mfa.domain.mfa:MFA.PasskeyRenamed"
+        class_version = 1
+
+        passkey_id: str
+        name: str
+
+        def apply(self, mfa: MFA) -> None:
+            mfa.passkeys[self.passkey_id]["name"] = self.name
+
+    class PasskeyUsed(UserEvent):
+        TOPIC = "services.mfa.domain.mfa:MFA.PasskeyUsed"
+        class_version = 1
+
+        passkey_id: str
+        sign_count: int
+        user_verified: bool
+        address: str | None = None
+
+        def apply(self, mfa: MFA) -> None:
+            key = mfa.passkeys[self.passkey_id]
+            key["sign_count"] = self.sign_count
+            key["last_used_at"] = self.timestamp
+            mfa.failures = 0
+            mfa.locked_until = None
+
+    class PasskeyCloneSuspected(UserEvent):
+        """A signature whose counter did not move forward: refused (a SecondFactorRejected
+        follows) and reported."""
+
+        TOPIC = "services.mfa.domain.mfa:MFA.PasskeyCloneSuspected"
+        class_version = 1
+
+        passkey_id: str
+        sign_count: int
+        expected_above: int
+        address: str | None = None
+
+        def apply(self, mfa: MFA) -> None:
+            pass
+
+    class PasskeyRemoved(UserEvent):
+        TOPIC = "services.mfa.domain.mfa:MFA.PasskeyRemoved"
+        class_version = 1
+
+        passkey_id: str
+        still_on: bool  # another factor remains
+
+        def apply(self, mfa: MFA) -> None:
+            del mfa.passkeys[self.passkey_id]
+            if not mfa.is_on:
+                mfa.codes = []
+                mfa.used = []
 
     class ResetByAdmin(UserEvent):
         TOPIC = "services.mfa.domain.mfa:MFA.ResetByAdmin"

@@ -15,7 +15,7 @@ from services.mfa.adapters.passwords import Passwords
 from services.mfa.bootstrap import build_service, close_service, running
 from services.mfa.config import Settings
 from services.mfa.domain.clock import Clock
-from services.mfa.http import admin, audit, health, login, pages, security
+from services.mfa.http import admin, audit, health, login, pages, passkeys, security
 from services.mfa.http.context import SERVICE
 from services.mfa.http.errors import error_middleware
 from services.mfa.http.live import session_authenticator
@@ -92,7 +92,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None,
 
     app.on_shutdown.append(close_sockets)
     app.cleanup_ctx.append(service_ctx)
-    for area in (login, security, admin, audit, health, pages):
+    for area in (login, security, passkeys, admin, audit, health, pages):
         app.add_routes(area.routes())
     pages.setup_templates(app)
     if embedded:

@@ -54,6 +54,12 @@ def unavailable(message: str, retry_after: int = 1) -> ApiError:
 _DOMAIN: dict[type[domain.DomainError], tuple[int, str, str]] = {
     domain.InvalidCredentials: (401, "invalid_credentials", "wrong email or password"),
     domain.InvalidCode: (401, "invalid_code", "wrong, expired or already used code"),
+    domain.PasskeyCloned: (401, "invalid_code",
+                           "this security key could not be trusted (its signature counter went "
+                           "backwards: a copy of it may exist); use another factor"),
+    domain.PasskeyNotFound: (404, "not_found", "no such security key or passkey"),
+    domain.PasskeyAlreadyRegistered: (400, "validation_error",
+                                      "credential: this security key is registered already"),
     domain.SecondFactorOwed: (401, "unauthenticated",
                               "2FA was configured in another session: enter your second factor"),
     domain.NoEnrollmentInProgress: (409, "no_setup_in_progress",

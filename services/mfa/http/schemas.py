@@ -84,6 +84,24 @@ class NewUserBody(Body):
         return email.lower()
 
 
+PasskeyName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
+                                               max_length=64), AfterValidator(printable)]
+
+
+class PasskeyNameBody(Body):
+    name: PasskeyName
+
+
+class CredentialBody(Body):
+    """A browser's PublicKeyCredential, as JSON (base64url fields), from the WebAuthn API."""
+
+    credential: dict[str, Any]
+
+
+class NewPasskeyBody(CredentialBody):
+    name: PasskeyName
+
+
 class UserChangeBody(Body):
     name: Name | None = None
     role: Role | None = None

@@ -41,7 +41,25 @@ class UserStateProjection:
 
     @statements.register
     def _(self, e: MFA.TotpConfirmed, position: int) -> list[Statement]:
-        return [_set(e, "status = 'on', recovery_codes_left = ?", len(e.recovery_codes))]
+        if e.recovery_codes:  # the first factor: codes issued with it
+            return [_set(e, "status = 'on', recovery_codes_left = ?", len(e.recovery_codes))]
+        return [_set(e, "status = 'on'")]
+
+    @statements.register
+    def _(self, e: MFA.PasskeyRegistered, position: int) -> list[Statement]:
+        if e.recovery_codes:  # the first factor: codes issued with it
+            return [_set(e, "status = 'on', recovery_codes_left = ?", len(e.recovery_codes))]
+        return [_set(e, "status = 'on'")]
+
+    @statements.register
+    def _(self, e: MFA.PasskeyUsed, position: int) -> list[Statement]:
+        return [_unlock(e)]
+
+    @statements.register
+    def _(self, e: MFA.PasskeyRemoved, position: int) -> list[Statement]:
+        if e.still_on:
+            return []
+        return [_set(e, "status = 'off', recovery_codes_left = 0")]
 
     @statements.register
     def _(self, e: MFA.CodesRegenerated, position: int) -> list[Statement]:

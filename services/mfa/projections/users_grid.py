@@ -87,9 +87,16 @@ class UsersGridProjection:
         return [_count_change(e, "required_count", "required", required),
                 _set(e, "required = ?", required)]
 
-    @statements.register
-    def _(self, e: MFA.TotpConfirmed, position: int) -> list[Statement]:
+    @statements.register(MFA.TotpConfirmed)
+    @statements.register(MFA.PasskeyRegistered)
+    def _(self, e: MFA.Event, position: int) -> list[Statement]:
         return [_count_change(e, "on_count", "status", "on"), _set(e, "status = 'on'")]
+
+    @statements.register
+    def _(self, e: MFA.PasskeyRemoved, position: int) -> list[Statement]:
+        if e.still_on:
+            return []
+        return [_count_change(e, "on_count", "status", "off"), _set(e, "status = 'off'")]
 
     @statements.register(MFA.ResetByAdmin)
     @statements.register(MFA.TwoFactorDisabled)
