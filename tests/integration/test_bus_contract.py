@@ -31,13 +31,13 @@ from contracts.events import (
     routing_key,
 )
 from services.mfa.bootstrap import Service
-from tests.integration.test_passkeys import add_key, sign_in
-from tests.passkey_device import SoftKey
 from services.mfa.log_follower import create_tracking
 from services.mfa.public_events import event_type, is_public, next_state
 from services.mfa.relay import Relay
 from tests.conftest import Api, FrozenClock, Org, create_user, enable_two_factor, totp_code
 from tests.integration.flows import wrong_code
+from tests.integration.test_passkeys import add_key, sign_in
+from tests.passkey_device import SoftKey
 
 CONTRACTS = Path(__file__).resolve().parents[2] / "contracts"
 SCHEMA_PATH = CONTRACTS / "schemas" / "event.schema.json"
