@@ -97,9 +97,12 @@ class Web:
     pages: list[Page] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
-    async def new_page(self) -> Page:
+    async def new_page(self, *, host: str | None = None) -> Page:
+        """`host`: another name of the server (WebAuthn takes `localhost`, never an IP)."""
+        base_url = self.base_url if host is None else re.sub(
+            r"//[^:/]+", f"//{host}", self.base_url, count=1)
         context = await self.browser.new_context(
-            base_url=self.base_url, viewport={"width": 1280, "height": 860},
+            base_url=base_url, viewport={"width": 1280, "height": 860},
             permissions=["clipboard-read", "clipboard-write"], accept_downloads=True,
             reduced_motion="reduce")
         context.set_default_timeout(TIMEOUT_MS)

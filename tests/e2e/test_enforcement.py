@@ -89,7 +89,8 @@ async def test_notification_bar_is_pushed_live(web: Web, admin: Api, org: object
     await expect(banner).to_be_hidden()
     await expect(page.get_by_role("status").filter(
         has_text="Two-factor authentication was configured on your account.")).to_be_visible()
-    await page.get_by_label("I've saved my recovery codes in a safe place").check()
+    await page.locator("#configure").get_by_label(
+        "I've saved my recovery codes in a safe place").check()
     await page.get_by_role("button", name="End configuration").click()
     await expect(page.locator("#tfa-status")).to_have_text("On")
     await expect(banner).to_be_hidden()

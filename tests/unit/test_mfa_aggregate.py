@@ -212,13 +212,16 @@ def test_re_enrollment_replaces_the_secret_only_at_confirm(clock: FrozenClock) -
     clock.advance(30)
     new_codes = recovery_codes.new_set()
     mfa.confirm_enrollment(code_at(new_secret, clock), new_codes, clock.now(), "u")
-    assert mfa.secret == new_secret and mfa.codes == new_codes
-    assert mfa.recovery_codes_left == 10
+    # A new app replaces the old one; the recovery codes came with the first factor and stay
+    # (one was used above): they back up whichever factors the user has.
+    assert mfa.secret == new_secret and mfa.codes == old_codes
+    assert mfa.recovery_codes_left == 9
     clock.advance(30)
     assert refused(mfa, code_at(old_secret, clock), clock)
-    assert refused(mfa, old_codes[1], clock)
+    assert refused(mfa, old_codes[0], clock)  # used already
     assert not refused(mfa, code_at(new_secret, clock), clock)
-    assert not refused(mfa, new_codes[0], clock)
+    assert not refused(mfa, old_codes[1], clock)
+    assert refused(mfa, new_codes[0], clock)
 
 
 # ---- reset (F7) and disable (F9) -----------------------------------------------------------

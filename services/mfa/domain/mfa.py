@@ -145,18 +145,17 @@ class MFA(Aggregate):
             self._record(self.AttemptThrottled, now, actor, factor=factor,
                          until=self.locked_until, address=address)
             raise LockedOut(self.locked_until)
-        if self.secret is not None:
-            if factor == "totp":
-                step = totp.matching_step(self.secret, code, now, self.last_step)
-                if step is not None:
-                    self._record(self.TotpAccepted, now, actor, step=step, address=address)
-                    return factor
-            else:
-                index = recovery_codes.find_unused(self.codes, self.used, code)
-                if index is not None:
-                    self._record(self.RecoveryCodeConsumed, now, actor, index=index,
-                                 remaining=self.recovery_codes_left - 1, address=address)
-                    return factor
+        if factor == "totp" and self.secret is not None:
+            step = totp.matching_step(self.secret, code, now, self.last_step)
+            if step is not None:
+                self._record(self.TotpAccepted, now, actor, step=step, address=address)
+                return factor
+        elif factor == "recovery_code" and self.is_on:  # codes back up any factor
+            index = recovery_codes.find_unused(self.codes, self.used, code)
+            if index is not None:
+                self._record(self.RecoveryCodeConsumed, now, actor, index=index,
+                             remaining=self.recovery_codes_left - 1, address=address)
+                return factor
         self._reject(factor, policy, now, actor, address)
         raise InvalidCode()
 

@@ -129,10 +129,14 @@ async def second_step_page(request: web.Request) -> web.Response:
 
 async def security_page(request: web.Request) -> web.Response:
     viewer = await _viewer(request, "done", "setup_2fa")
+    service = request.app[SERVICE]
+    mfa = await service.call(service.app.mfa, viewer.session.user_id)
     return _render(request, "security.html", {
         **_layout(viewer, "account"),
         "forced": viewer.session.state == "setup_2fa",
-        "window_seconds": request.app[SERVICE].settings.setup_window_seconds,
+        "window_seconds": service.settings.setup_window_seconds,
+        "has_app": mfa.has_authenticator_app,
+        "passkeys": await service.call(service.app.passkeys, viewer.session.user_id),
     })
 
 
