@@ -34,6 +34,7 @@ bench: install
 	$(BIN)/python -m bench.audit
 	$(BIN)/python -m bench.bus
 	$(BIN)/python -m bench.login_flood
+	$(BIN)/python -m bench.policy
 
 clean:
 	rm -rf $(VENV) var build *.egg-info

@@ -116,7 +116,7 @@ def bare_save_rates(url: str, operations: int) -> tuple[float, float]:
             ids.append(user_id)
             batch.append(MFA._create(MFA.MfaCreated, id=mfa_id(user_id), user_id=user_id,
                                      org_id=org_id, actor="system:bench", required=False,
-                                     timestamp=now))
+                                     required_by=None, timestamp=now))
             if len(batch) == 200:
                 app.save(*batch)
                 batch = []

@@ -19,6 +19,7 @@ DEFAULT_EXCHANGE = "mfa.events"
 # them explicitly (services/mfa/public_events.py PUBLISHED), so renaming a class changes none.
 PUBLIC_DATA: dict[str, tuple[str, ...]] = {
     "OrganizationCreated": ("name",),
+    "OrganizationPolicySet": ("require_all", "require_new"),
     "AccountCreated": ("email", "name", "role"),
     "ProfileChanged": ("name", "role"),
     "MfaCreated": ("required",),
@@ -31,7 +32,7 @@ PUBLIC_DATA: dict[str, tuple[str, ...]] = {
     "PasswordRejected": ("factor", "failures", "locked_until", "address"),
     "PasswordAccepted": ("purpose", "address"),
     "AttemptThrottled": ("factor", "until", "address"),
-    "RequirementSet": ("required",),
+    "RequirementSet": ("required", "reason"),
     "ResetByAdmin": (),
     "TwoFactorDisabled": (),
     # Security keys and passkeys: the credential id and the name the user gave, never the

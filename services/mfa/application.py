@@ -7,6 +7,7 @@ number of times. That is what makes a recovery code work once even when 50 reque
 
 from __future__ import annotations
 
+import contextlib
 import random
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -29,10 +30,11 @@ from services.mfa.domain.errors import (
     DomainError,
     EmailAlreadyUsed,
     InvalidRole,
+    RequiredByPolicy,
     TwoFactorNotOn,
 )
 from services.mfa.domain.lockout import LockoutPolicy
-from services.mfa.domain.mfa import MFA, mfa_id
+from services.mfa.domain.mfa import MFA, REQUIRED_BY_ADMIN, REQUIRED_BY_POLICY, mfa_id
 from services.mfa.domain.session_states import State, Step
 
 T = TypeVar("T")
@@ -88,6 +90,7 @@ def actor(kind: str, who: object) -> str:
 
 
 SNAPSHOT_INTERVAL = 100
+BULK_CHUNK = 250
 
 
 class MfaApplication(Application[UUID]):
@@ -133,20 +136,27 @@ class MfaApplication(Application[UUID]):
         org = Organization._create(Organization.OrganizationCreated, name=name, actor=by,
                                    timestamp=now)
         account, index, mfa = self._new_user(org.id, admin_email, admin_name, "admin",
-                                             admin_password_hash, False, by, now)
+                                             admin_password_hash, None, by, now)
         position = self._save_new(org, account, index, mfa)
         return Written((org.id, account.id), position)
 
     def create_user(self, org_id: UUID, email: str, name: str, role: str, password_hash: str,
                     required: bool, by: str) -> Written:
-        self.organization(org_id)
+        """`required`: the admin's choice; the organization's policy may require it anyway
+        (a user created while it changes is caught by the policy enforcer)."""
+        organization = self.organization(org_id)
         now = self.clock.now()
+        required_by = REQUIRED_BY_ADMIN if required else (
+            REQUIRED_BY_POLICY if organization.new_users_required() else None)
         account, index, mfa = self._new_user(org_id, email, name, role, password_hash,
-                                             required, by, now)
+                                             required_by, by, now)
         return Written(account.id, self._save_new(account, index, mfa))
 
     def update_user(self, org_id: UUID, user_id: UUID, name: str | None, role: str | None,
                     required: bool | None, by: str) -> Written:
+        if required is False and self.organization(org_id).require_all:
+            raise RequiredByPolicy()
+
         def change(account: Account, mfa: MFA) -> None:
             now = self.clock.now()
             account.change_profile(name if name is not None else account.name,
@@ -155,6 +165,35 @@ class MfaApplication(Application[UUID]):
                 mfa.set_requirement(required, now, by)
 
         return self._update_both(org_id, user_id, change)
+
+    # ---- Settings > Security policy, and requirements of many users at once ------------------
+
+    def set_policy(self, org_id: UUID, require_all: bool, require_new: bool,
+                   by: str) -> Written:
+        """Records the policy; the policy enforcer (services/mfa/policy.py) then applies it to
+        every user of the organization, as it follows the log."""
+        def change(organization: Organization) -> bool:
+            return organization.set_policy(require_all, require_new, self.clock.now(), by)
+
+        return self._update(org_id, change)
+
+    def set_requirements(self, org_id: UUID, user_ids: Sequence[UUID], required: bool,
+                         by: str, reason: str = REQUIRED_BY_ADMIN) -> Written:
+        """Required / Not required for many users of the organization in one action, saved
+        a few hundred per transaction. Users of other organizations (or none) are left out.
+        Returns how many changed."""
+        if (reason == REQUIRED_BY_ADMIN and not required
+                and self.organization(org_id).require_all):
+            raise RequiredByPolicy()
+        changed, position = 0, 0
+        for start in range(0, len(user_ids), BULK_CHUNK):
+            chunk = user_ids[start:start + BULK_CHUNK]
+            written = self._update_many([mfa_id(u) for u in chunk], lambda mfa: (
+                mfa.org_id == org_id
+                and mfa.set_requirement(required, self.clock.now(), by, reason)))
+            changed += written.value
+            position = max(position, written.position)
+        return Written(changed, position)
 
     def reset_two_factor(self, org_id: UUID, user_id: UUID, by: str) -> Written:
         return self._update_both(org_id, user_id,
@@ -367,6 +406,27 @@ class MfaApplication(Application[UUID]):
                 return Written(value, position)
         raise ConcurrentUpdate()
 
+    def _update_many(self, aggregate_ids: Sequence[UUID],
+                     command: Callable[[Any], bool]) -> Written:
+        """One command on each aggregate, saved together; when the transaction loses a race,
+        each is done again alone (with its own retries). Returns how many changed."""
+        aggregates: list[Any] = []
+        for aggregate_id in aggregate_ids:
+            with contextlib.suppress(AggregateNotFoundError):
+                aggregates.append(self.repository.get(aggregate_id, projector_func=project))
+        changed = [a for a in aggregates if command(a)]
+        if not changed:
+            return Written(0, 0)
+        position = self._try_save(*changed)
+        if position is not None:
+            return Written(len(changed), position)
+        count, last = 0, 0
+        for aggregate in changed:
+            written = self._update(aggregate.id, command)
+            count += bool(written.value)
+            last = max(last, written.position)
+        return Written(count, last)
+
     def _update_both(self, org_id: UUID, user_id: UUID,
                      change: Callable[[Account, MFA], None]) -> Written:
         for attempt in range(MAX_ATTEMPTS):
@@ -398,7 +458,7 @@ class MfaApplication(Application[UUID]):
         return position
 
     def _new_user(self, org_id: UUID, email: str, name: str, role: str, password_hash: str,
-                  required: bool, by: str, now: datetime,
+                  required_by: str | None, by: str, now: datetime,
                   ) -> Sequence[Any]:
         if role not in ROLES:  # the HTTP layer checks too; this holds under python -O as well
             raise InvalidRole(role)
@@ -412,5 +472,6 @@ class MfaApplication(Application[UUID]):
         index = EmailIndex._create(EmailIndex.EmailClaimed, id=EmailIndex.id_for(email),
                                    user_id=user_id, timestamp=now)
         mfa = MFA._create(MFA.MfaCreated, id=mfa_id(user_id), user_id=user_id, org_id=org_id,
-                          actor=by, required=required, timestamp=now)
+                          actor=by, required=required_by is not None, required_by=required_by,
+                          timestamp=now)
         return account, index, mfa

@@ -28,6 +28,7 @@ from services.mfa.domain.clock import Clock, SystemClock
 from services.mfa.domain.lockout import LockoutPolicy
 from services.mfa.log_follower import LogFollower, create_tracking
 from services.mfa.logins import Logins, PasswordPolicies
+from services.mfa.policy import PolicyEnforcer
 from services.mfa.projections import user_state
 from services.mfa.projections.audit_log import AuditLogProjection
 from services.mfa.projections.runner import (
@@ -62,6 +63,7 @@ class Service:
     hashing: HashingPool
     throttle: PasswordThrottle
     devices: DeviceCookies
+    policy: PolicyEnforcer
     logins: Logins = field(init=False)
     _user_locks: dict[UUID, asyncio.Lock] = field(default_factory=dict)
 
@@ -115,7 +117,7 @@ class Service:
 
     @property
     def followers(self) -> list[LogFollower]:
-        return [self.views, self.relay]
+        return [self.views, self.relay, self.policy]
 
     def _lock_for(self, user_id: UUID) -> asyncio.Lock:
         lock = self._user_locks.get(user_id)
@@ -160,11 +162,13 @@ async def build_service(settings: Settings, *, clock: Clock | None = None,
         for sql in throttle_tables.SCHEMA:
             await db.execute(sql)
         await create_tables(db, projections)
-        await create_tracking(db, [Relay.name])
+        await create_tracking(db, [Relay.name, PolicyEnforcer.name])
     runners = [ProjectionRunner(app, db, projection) for projection in projections]
+    views = ViewsFollower(runners)
     bus = bus or await connect_bus(settings)
     relay = Relay(app, db, bus)
-    for follower in [*runners, relay]:
+    policy = PolicyEnforcer(app, db, views)
+    for follower in [*runners, relay, policy]:
         await follower.load_position()
     sessions = SessionStore(db, derive_key(settings.secret_key, "sessions"),
                             settings.session_max_age_seconds, settings.session_idle_seconds)
@@ -176,8 +180,8 @@ async def build_service(settings: Settings, *, clock: Clock | None = None,
                                 settings.throttle_forget_seconds)
     devices = DeviceCookies(derive_key(settings.secret_key, "device-cookies"),
                             settings.device_cookie_max_age_seconds)
-    return Service(settings, app, db, sessions, runners, ViewsFollower(runners), relay, bus,
-                   executor, clock, hashing, throttle, devices)
+    return Service(settings, app, db, sessions, runners, views, relay, bus,
+                   executor, clock, hashing, throttle, devices, policy)
 
 
 @contextlib.asynccontextmanager
@@ -232,7 +236,8 @@ async def running(service: Service, *, projections: bool = False, relay: bool = 
                   sessions: bool = False) -> AsyncIterator[None]:
     """Background work in this process: projectors and relay (woken by every command here, by
     PostgreSQL's NOTIFY for other processes' events, else by polling), and the session purge."""
-    followers: list[LogFollower] = [service.views] if projections else []
+    # The policy enforcer runs with the views: it reads the users grid.
+    followers: list[LogFollower] = [service.views, service.policy] if projections else []
     if relay:
         followers.append(service.relay)
     runs = [asyncio.create_task(f.run(), name=f"follow-{f.name}") for f in followers]

@@ -25,6 +25,7 @@ _EVENT_ID_NAMESPACE = uuid5(NAMESPACE_URL, "urn:mfa-service:event")
 # contract: renaming a class changes nothing here but the key.
 PUBLISHED: dict[type[Any], str] = {
     Organization.OrganizationCreated: "OrganizationCreated",
+    Organization.PolicySet: "OrganizationPolicySet",
     Account.AccountCreated: "AccountCreated",
     Account.ProfileChanged: "ProfileChanged",
     MFA.MfaCreated: "MfaCreated",

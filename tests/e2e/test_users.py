@@ -40,14 +40,14 @@ async def test_users_grid_filters_search_and_pages(
 
     page = await _admin_page(web, org)
     headers = await page.locator("table thead th[scope=col]").all_inner_texts()
-    assert headers == ["Name", "Email", "Role", "2FA Status", "2FA Required"]
+    assert headers == ["", "Name", "Email", "Role", "2FA Status", "2FA Required"]
     await expect(page.locator("table tbody tr")).to_have_count(20)
     row = page.locator("tr", has=page.get_by_role("link", name="Member 03"))
-    await expect(row.locator("td").nth(2)).to_have_text("On")
-    await expect(row.locator("td").nth(3)).to_have_text("No")
+    await expect(row.locator("td").nth(3)).to_have_text("On")
+    await expect(row.locator("td").nth(4)).to_have_text("No")
     row = page.locator("tr", has=page.get_by_role("link", name="Member 05"))
-    await expect(row.locator("td").nth(2)).to_have_text("Off")
-    await expect(row.locator("td").nth(3)).to_have_text("Yes")
+    await expect(row.locator("td").nth(3)).to_have_text("Off")
+    await expect(row.locator("td").nth(4)).to_have_text("Yes")
     await expect(page.locator(".stats")).to_contain_text("24")
     await web.screen(page, "users-grid")
 
@@ -173,7 +173,7 @@ async def test_create_and_edit_a_user_with_required_2fa(web: Web, org: Org,
 
     await page.goto("/settings/users?q=grace")
     row = page.locator("tr", has=page.get_by_role("link", name="Grace B. Hopper"))
-    await expect(row.locator("td").nth(3)).to_have_text("Yes")
+    await expect(row.locator("td").nth(4)).to_have_text("Yes")
 
 
 async def test_reset_from_the_profile(web: Web, org: Org, admin: Api,
@@ -210,3 +210,48 @@ async def test_reset_from_the_profile(web: Web, org: Org, admin: Api,
     await user_page.reload()
     await expect(user_page).to_have_url(re.compile(r"/account/security$"))
     await expect(user_page.locator("#tfa-status")).to_have_text("Off")
+
+
+async def test_security_policy_and_bulk_requirement(web: Web, admin: Api,
+                                                    new_browser: Callable[[], Awaitable[Api]],
+                                                    org: Org) -> None:
+    """Issue 11: Require 2FA for all users (confirmed with how many it affects), the grid's
+    (policy) mark, its end, then the grid's bulk action on selected users."""
+    for _ in range(3):
+        await create_user(admin)
+    page = await web.new_page()
+    await web.login(page, org.admin_email, org.admin_password)
+    await page.get_by_role("navigation", name="Settings").get_by_role(
+        "link", name="Security policy").click()
+    await expect(page.get_by_role("heading", name="Security policy")).to_be_visible()
+    await page.get_by_label("Require 2FA for all users").check()
+    await page.get_by_role("button", name="Save").click()
+    dialog = page.get_by_role("dialog")
+    await expect(dialog).to_contain_text("all 4 users: 4 users not required now")
+    await web.screen(page, "policy-confirm")
+    await dialog.get_by_role("button", name="Require 2FA for all users").click()
+    await expect(page.get_by_role("status")).to_contain_text("4 users of 4 now required")
+
+    await page.get_by_role("navigation", name="Settings").get_by_role("link", name="Users").click()
+    rows = page.locator("table.grid tbody tr")
+    await expect(rows.filter(has_text="(policy)")).to_have_count(4)
+    await expect(page.get_by_text("Your organization requires 2FA for all users")).to_be_visible()
+    await web.screen(page, "users-policy")
+
+    await page.goto("/settings/security-policy")
+    await page.get_by_label("Require 2FA for all users").uncheck()
+    await page.get_by_role("button", name="Save").click()
+    await page.get_by_role("dialog").get_by_role("button", name="Stop requiring").click()
+    await expect(page.get_by_role("status")).to_contain_text("0 users of 4 now required")
+
+    # The grid: select two users, Set Required, confirmed.
+    await page.goto("/settings/users")
+    boxes = page.locator(".select-user")
+    await boxes.nth(0).check()
+    await boxes.nth(1).check()
+    await expect(page.locator("#bulk-count")).to_have_text("2 users selected")
+    await web.screen(page, "users-selected")
+    await page.get_by_role("button", name="Set Required").click()
+    await page.get_by_role("dialog").get_by_role("button", name="Require 2FA").click()
+    await expect(page.get_by_role("status")).to_contain_text("2 users updated")
+    await expect(rows.filter(has=page.locator(".pill-required"))).to_have_count(2)

@@ -13,7 +13,10 @@ Two organizations; in the first, an admin and five users:
 - erin is created required and does nothing (the banner shows from the start);
 - (since v2) fay adds a security key as her first factor (recovery codes come with it), logs in
   with it, renames it, a copy of it is refused, adds a second key, fails a signature, and
-  removes both keys (2FA Off).
+  removes both keys (2FA Off);
+- (since v3) the admin requires 2FA for all users (each user not yet required is by the
+  policy), gus is created under it, then the admin lifts it and requires it for new users only
+  (the policy's requirements go, the admin's own stay).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from services.mfa.adapters.passkeys import RelyingParty
 from services.mfa.application import SNAPSHOT_INTERVAL, MfaApplication, actor
 from services.mfa.domain.clock import FrozenClock
 from services.mfa.domain.errors import InvalidCode, InvalidCredentials, LockedOut, PasskeyCloned
+from services.mfa.domain.mfa import REQUIRED_BY_POLICY
 from tests.conftest import FAST_PASSWORDS
 from tests.passkey_device import SoftKey
 from tests.unit.support import code_at, wrong_recovery, wrong_totp
@@ -88,8 +92,30 @@ def write(app: MfaApplication, clock: FrozenClock) -> Story:
         by_admin).value
     _fay(app, clock, story.users["fay"], mark)
     clock.advance(60)
+    _policy(app, clock, story, org_id, by_admin)
+    clock.advance(60)
     mark("end")
     return story
+
+
+def _policy(app: MfaApplication, clock: FrozenClock, story: Story, org_id: UUID,
+            by_admin: str) -> None:
+    """What the policy enforcer (services/mfa/policy.py) does for the admin's PolicySet."""
+    members = [user_id for name, user_id in story.users.items()
+               if name not in ("other_admin",)]
+    app.set_policy(org_id, True, False, by_admin)
+    app.set_requirements(org_id, members, True, by_admin, REQUIRED_BY_POLICY)
+    story.mark("policy_all")
+    clock.advance(60)
+    story.users["gus"] = app.create_user(
+        org_id, "gus@golden.example", "Gus", "client", FAST_PASSWORDS.hash("gus-pw-1"), False,
+        by_admin).value
+    story.mark("gus_created_under_the_policy")
+    clock.advance(60)
+    app.set_policy(org_id, False, True, by_admin)
+    members.append(story.users["gus"])
+    app.set_requirements(org_id, members, False, by_admin, REQUIRED_BY_POLICY)
+    story.mark("policy_new_users_only")
 
 
 def _alice(app: MfaApplication, clock: FrozenClock, user_id: UUID, mark: Mark) -> None:

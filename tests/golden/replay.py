@@ -174,7 +174,7 @@ def time_travel(app: MfaApplication, users: dict[str, UUID],
 VIEWS = {
     "user_state": "SELECT user_id, org_id, status, required, recovery_codes_left, locked_until"
                   " FROM mfa_user_state",
-    "users_grid": "SELECT user_id, org_id, email, name, role, status, required"
+    "users_grid": "SELECT user_id, org_id, email, name, role, status, required, required_by"
                   " FROM mfa_users_grid",
     "users_grid_counts": "SELECT org_id, total, on_count, required_count"
                          " FROM mfa_users_grid_counts",

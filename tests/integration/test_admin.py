@@ -23,7 +23,8 @@ async def admin(admin: Api, service: Service) -> Api:
     return admin
 
 
-ROW_FIELDS = {"user_id", "email", "name", "role", "two_factor_status", "two_factor_required"}
+ROW_FIELDS = {"user_id", "email", "name", "role", "two_factor_status", "two_factor_required",
+              "two_factor_required_by"}
 
 
 def error_code(body: Any) -> str | None:

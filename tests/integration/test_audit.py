@@ -69,7 +69,7 @@ async def test_who_changed_what_and_when(admin: Api, org: Org, new_browser,
     assert by_type["RequirementSet"]["actor"] == f"admin:{org.admin_id}"
     assert by_type["ResetByAdmin"]["actor"] == f"admin:{org.admin_id}"
     assert by_type["TotpConfirmed"]["actor"] == f"user:{user['user_id']}"
-    assert by_type["RequirementSet"]["data"] == {"required": True}
+    assert by_type["RequirementSet"]["data"] == {"required": True, "reason": "admin"}
     assert by_type["RecoveryCodeConsumed"]["data"] == {"remaining": 9, "address": "127.0.0.1"}
     assert by_type["TotpConfirmed"]["data"] == {"recovery_codes_issued": 10}
     assert all(e["org_id"] == org.org_id and e["user_id"] == user["user_id"] for e in events)

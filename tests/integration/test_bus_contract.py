@@ -91,7 +91,7 @@ def sample(kind: str = "RequirementSet", **changes: Any) -> dict[str, Any]:
         "org_id": "a3e5a8c6-9f3e-4c1b-8a60-2f3d4e5f6a7b",
         "actor": "admin:5b2f6c1e-0a1b-4c2d-9e3f-4a5b6c7d8e9f",
         "occurred_at": "2026-11-28T10:00:05.000000+00:00",
-        "data": {"required": True},
+        "data": {"required": True, "reason": "admin"},
         "state": {"status": "off", "required": True},
     }
     event.update(changes)
@@ -353,6 +353,12 @@ async def mixed_workload(admin: Api, new_browser: NewBrowser, clock: FrozenClock
     assert (await dora_browser.post("/api/me/reauthenticate",
                                     {"password": dora["password"]}))[0] == 200
     assert (await dora_browser.call("DELETE", f"/api/me/passkeys/{key_id}", {}))[0] == 200
+
+    # E: the organization requires 2FA for new users (a policy event), then no more.
+    for require_new in (True, False):
+        status, _ = await admin.call("PUT", "/api/admin/policy",
+                                     {"require_all": False, "require_new": require_new})
+        assert status == 200
     return secrets
 
 

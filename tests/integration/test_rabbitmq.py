@@ -398,7 +398,7 @@ async def test_notifier_ignores_duplicates(stack: Stack, notifiers: NotifierFact
         id=str(uuid.uuid4()), version=SCHEMA_VERSION, type="RequirementSet",
         position=10**9, user_id=user["user_id"], org_id=stack.org.org_id,
         actor=f"admin:{stack.org.admin_id}", occurred_at="2026-11-28T10:00:05.000000+00:00",
-        data={"required": True}, state={"status": "off", "required": True})
+        data={"required": True, "reason": "admin"}, state={"status": "off", "required": True})
     VALIDATOR.validate(event)
     counter = notifier.app[NOTIFIER]
     bus = await RabbitBus(AMQP_URL, stack.settings.amqp_exchange).connect()

@@ -22,7 +22,8 @@ WINDOW = timedelta(minutes=10)
 
 def new_mfa(clock: FrozenClock, *, required: bool = False) -> MFA:
     return MFA._create(MFA.MfaCreated, id=uuid4(), user_id=uuid4(), org_id=uuid4(),
-                       actor="system", required=required, timestamp=clock.now())
+                       actor="system", required=required, required_by="admin",
+                       timestamp=clock.now())
 
 
 def code_at(secret: str, clock: FrozenClock, steps: int = 0) -> str:

@@ -544,7 +544,7 @@ def _state(mfa: MFA) -> dict[str, Any]:
 def test_a_saved_aggregate_replays_to_the_same_state(app: MfaApplication,
                                                      clock: FrozenClock) -> None:
     mfa = MFA._create(MFA.MfaCreated, id=uuid4(), user_id=uuid4(), org_id=uuid4(),
-                      actor="system", required=True, timestamp=clock.now())
+                      actor="system", required=True, required_by="admin", timestamp=clock.now())
     secret = totp.new_secret()
     mfa.start_enrollment(secret, clock.now() + timedelta(minutes=10), clock.now(), "u")
     mfa.confirm_enrollment(code_at(secret, clock), [f"{n:08d}" for n in range(10)],

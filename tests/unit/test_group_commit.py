@@ -48,7 +48,7 @@ def app(clock: FrozenClock) -> Iterator[HeldApplication]:
 def new_mfa(app: MfaApplication, clock: FrozenClock) -> UUID:
     user_id = uuid4()
     app.save(MFA._create(MFA.MfaCreated, id=mfa_id(user_id), user_id=user_id, org_id=uuid4(),
-                         actor="t", required=False, timestamp=clock.now()))
+                         actor="t", required=False, required_by=None, timestamp=clock.now()))
     return user_id
 
 

@@ -212,15 +212,15 @@ def test_a_version_1_snapshot_is_upcast_as_it_is_decoded() -> None:
     app = in_memory(GOLDEN)
     try:
         (record,) = GOLDEN.snapshots
-        # Today's MFA is version 2 (passkeys): the version 1 snapshot is upcast by its own
-        # upcaster, and holds no key.
+        # Today's MFA is version 3 (passkeys, then who requires 2FA): the version 1 snapshot
+        # is upcast by its own upcasters, and holds no key.
         today = snapshot_of(app, record)
-        assert isinstance(today, MFA) and MFA.class_version == 2
-        assert today.passkeys == {}
+        assert isinstance(today, MFA) and MFA.class_version == 3
+        assert today.passkeys == {} and today.required_by is None
         with topics_resolving_to({get_topic(MFA): MfaV2}):
             v2 = snapshot_of(app, record)
         assert isinstance(v2, MfaV2)
         assert v2.trusted_devices == []
-        assert _fields(v2, "trusted_devices") == _fields(today, "passkeys")
+        assert _fields(v2, "trusted_devices") == _fields(today, "passkeys", "required_by")
     finally:
         app.close()

@@ -128,6 +128,20 @@ class SqliteDatabase:
                 raise
 
 
+async def ensure_columns(db: Database, table: str, columns: Sequence[tuple[str, str]]) -> None:
+    """Adds the columns (name, SQL type) a table created by an older version lacks."""
+    if db.dialect == "sqlite":
+        rows = await db.fetch(f"PRAGMA table_info({table})")
+        present = {row["name"] for row in rows}
+    else:
+        rows = await db.fetch("SELECT column_name FROM information_schema.columns"
+                              " WHERE table_name = ? AND table_schema = current_schema()", table)
+        present = {row["column_name"] for row in rows}
+    for name, kind in columns:
+        if name not in present:
+            await db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+
+
 _PLACEHOLDER = re.compile(r"\?")
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from uuid import UUID, uuid4
 
-from services.mfa.adapters.database import Database
+from services.mfa.adapters.database import Database, ensure_columns
 from services.mfa.domain.session_states import State
 
 _TABLE = """CREATE TABLE IF NOT EXISTS mfa_sessions (
@@ -41,17 +41,7 @@ _ADDED = (("sid", "text"), ("last_seen", "double precision"), ("device_binding",
 
 async def create_schema(db: Database) -> None:
     await db.execute(_TABLE)
-    if db.dialect == "sqlite":
-        rows = await db.fetch("PRAGMA table_info(mfa_sessions)")
-        columns = {row["name"] for row in rows}
-    else:
-        rows = await db.fetch("SELECT column_name FROM information_schema.columns"
-                              " WHERE table_name = 'mfa_sessions'"
-                              " AND table_schema = current_schema()")
-        columns = {row["column_name"] for row in rows}
-    for name, kind in _ADDED:
-        if name not in columns:
-            await db.execute(f"ALTER TABLE mfa_sessions ADD COLUMN {name} {kind}")
+    await ensure_columns(db, "mfa_sessions", _ADDED)
     # Sessions of the first version had a lifetime that re-authentication extended: end them.
     await db.execute("DELETE FROM mfa_sessions WHERE sid IS NULL")
     await db.execute("CREATE INDEX IF NOT EXISTS mfa_sessions_user ON mfa_sessions (user_id)")

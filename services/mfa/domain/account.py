@@ -25,7 +25,17 @@ def normalize_email(email: str) -> str:
 
 
 class Organization(Aggregate):
-    class_version = 1
+    """An organization and its 2FA policy (*Settings > Security policy*): `require_all` makes
+    every user Required (the policy enforcer applies it to each user, and to users created
+    later); `require_new` makes new users Required by default."""
+
+    # 2: the 2FA policy (an organization of version 1 had none).
+    class_version = 2
+
+    @staticmethod
+    def upcast_v1_v2(state: dict[str, Any]) -> None:
+        state["require_all"] = False
+        state["require_new"] = False
 
     class OrganizationCreated(Aggregate.Created):
         TOPIC = "services.mfa.domain.account:Organization.OrganizationCreated"
@@ -36,10 +46,36 @@ class Organization(Aggregate):
 
     def __init__(self, name: str, actor: str) -> None:
         self.name = name
+        self.require_all = False
+        self.require_new = False
 
     @staticmethod
     def create_id(**_: Any) -> UUID:
         return uuid4()
+
+    def set_policy(self, require_all: bool, require_new: bool, now: datetime,
+                   actor: str) -> bool:
+        """Returns whether anything changed."""
+        if (require_all, require_new) == (self.require_all, self.require_new):
+            return False
+        self.trigger_event(self.PolicySet, timestamp=not_before(now, self.modified_on),
+                           actor=actor, require_all=require_all, require_new=require_new)
+        return True
+
+    def new_users_required(self) -> bool:
+        return self.require_all or self.require_new
+
+    class PolicySet(Aggregate.Event):
+        TOPIC = "services.mfa.domain.account:Organization.PolicySet"
+        class_version = 1
+
+        actor: str
+        require_all: bool
+        require_new: bool
+
+        def apply(self, organization: Organization) -> None:
+            organization.require_all = self.require_all
+            organization.require_new = self.require_new
 
 
 class Account(Aggregate):

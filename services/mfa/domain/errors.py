@@ -58,6 +58,10 @@ class TwoFactorRequired(DomainError):
     """Disabling 2FA while the admin requires it."""
 
 
+class RequiredByPolicy(DomainError):
+    """Not required, while the organization requires 2FA for all users."""
+
+
 class EmailAlreadyUsed(DomainError):
     """Another account has this email."""
 

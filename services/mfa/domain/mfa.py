@@ -34,6 +34,8 @@ from services.mfa.domain.session_states import UserTwoFactor
 from services.mfa.domain.topics import stored_as
 
 _MFA_NAMESPACE = uuid5(NAMESPACE_URL, "urn:mfa-service:mfa")
+REQUIRED_BY_ADMIN = "admin"
+REQUIRED_BY_POLICY = "policy"
 
 
 def mfa_id(user_id: UUID) -> UUID:
@@ -50,26 +52,40 @@ class UserEvent(Aggregate.Event):
 
 
 class MFA(Aggregate):
-    # 2: passkeys (a snapshot of version 1 has none).
-    class_version = 2
+    # 2: passkeys (a snapshot of version 1 has none). 3: who requires 2FA, an admin or the
+    # organization's policy (before it, only admins did).
+    class_version = 3
 
     @staticmethod
     def upcast_v1_v2(state: dict[str, Any]) -> None:
         state["passkeys"] = {}
 
+    @staticmethod
+    def upcast_v2_v3(state: dict[str, Any]) -> None:
+        state["required_by"] = REQUIRED_BY_ADMIN if state["required"] else None
+
     class MfaCreated(Aggregate.Created):
         TOPIC = "services.mfa.domain.mfa:MFA.MfaCreated"
-        class_version = 1
+        class_version = 2  # 2: required_by
 
         user_id: UUID
         org_id: UUID
         actor: str
         required: bool
+        required_by: str | None
 
-    def __init__(self, user_id: UUID, org_id: UUID, actor: str, required: bool) -> None:
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["required_by"] = REQUIRED_BY_ADMIN if state["required"] else None
+
+    def __init__(self, user_id: UUID, org_id: UUID, actor: str, required: bool,
+                 required_by: str | None) -> None:
         self.user_id = user_id
         self.org_id = org_id
         self.required = required
+        # Who requires it: an admin (explicitly) or the organization's policy; the policy's
+        # end lifts only its own requirements.
+        self.required_by = required_by if required else None
         self.secret: str | None = None
         self.pending_secret: str | None = None
         self.pending_expires_at: datetime | None = None
@@ -262,9 +278,17 @@ class MFA(Aggregate):
             raise TwoFactorNotOn()
         self._record(self.TwoFactorDisabled, now, actor)
 
-    def set_requirement(self, required: bool, now: datetime, actor: str) -> None:
-        if required != self.required:
-            self._record(self.RequirementSet, now, actor, required=required)
+    def set_requirement(self, required: bool, now: datetime, actor: str,
+                        reason: str = "admin") -> bool:
+        """`reason`: an admin's choice, or the organization's policy. An admin's Required
+        takes over one the policy set (so it outlives the policy); the policy lifts only its
+        own. Returns whether anything changed."""
+        if required == self.required and (not required or reason == self.required_by):
+            return False
+        if reason == REQUIRED_BY_POLICY and self.required and self.required_by != reason:
+            return False  # an admin requires it: the policy neither takes it over nor lifts it
+        self._record(self.RequirementSet, now, actor, required=required, reason=reason)
+        return True
 
     def reset(self, now: datetime, actor: str) -> None:
         """F7/F10: status Off, secret and every recovery code dead, Required unchanged."""
@@ -411,12 +435,18 @@ class MFA(Aggregate):
 
     class RequirementSet(UserEvent):
         TOPIC = "services.mfa.domain.mfa:MFA.RequirementSet"
-        class_version = 1
+        class_version = 2  # 2: reason
 
         required: bool
+        reason: str  # "admin" or "policy"
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["reason"] = REQUIRED_BY_ADMIN
 
         def apply(self, mfa: MFA) -> None:
             mfa.required = self.required
+            mfa.required_by = self.reason if self.required else None
 
     class PasskeyRegistered(UserEvent):
         TOPIC = "services.mfa.domain.mfa:MFA.PasskeyRegistered"

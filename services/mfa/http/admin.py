@@ -20,7 +20,14 @@ from services.mfa.http.auth import require_admin
 from services.mfa.http.context import SERVICE
 from services.mfa.http.errors import forbidden, not_found, validation_error
 from services.mfa.http.responses import json_response
-from services.mfa.http.schemas import NewUserBody, UserChangeBody, printable, read_json
+from services.mfa.http.schemas import (
+    BulkRequirementBody,
+    NewUserBody,
+    PolicyBody,
+    UserChangeBody,
+    printable,
+    read_json,
+)
 from services.mfa.projections import users_grid
 
 _BOOLEANS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
@@ -134,6 +141,61 @@ async def reset_two_factor(request: web.Request) -> web.Response:
     return json_response(await _user_view(request, admin, user_id))
 
 
+# ---- Settings > Security policy, and requirements of many users at once -------------------
+
+async def _policy(request: web.Request, org_id: UUID) -> dict[str, Any]:
+    service = request.app[SERVICE]
+    organization = await service.call(service.app.organization, org_id)
+    return {"require_all": organization.require_all, "require_new": organization.require_new,
+            "counts": await users_grid.counts(service.db, org_id)}
+
+
+async def get_policy(request: web.Request) -> web.Response:
+    _, admin = await require_admin(request)
+    return json_response(await _policy(request, admin.org_id))
+
+
+POLICY_WAIT_SECONDS = 120.0
+
+
+async def set_policy(request: web.Request) -> web.Response:
+    """Records the policy; the policy enforcer applies it to every user. The answer waits for
+    that (an organization of 10,000 users takes seconds), and says `applied: false` if it
+    could not wait so long: the enforcer goes on, and the grid shows the progress."""
+    service = request.app[SERVICE]
+    _, admin = await require_admin(request)
+    body = PolicyBody.model_validate(await read_json(request))
+    written = await service.command(service.app.set_policy, admin.org_id, body.require_all,
+                                    body.require_new, actor("admin", admin.id))
+    applied = True
+    if written.position:
+        applied = await service.policy.wait_for(written.position, POLICY_WAIT_SECONDS)
+        if applied:
+            head = await service.call(service.app.recorder.max_notification_id)
+            await service.settle(head or 0)
+    return json_response({**await _policy(request, admin.org_id), "applied": applied})
+
+
+async def set_requirements(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    _, admin = await require_admin(request)
+    body = BulkRequirementBody.model_validate(await read_json(request))
+    if body.user_ids is not None:
+        try:
+            targets = [UUID(user_id) for user_id in body.user_ids]
+        except ValueError:
+            raise validation_error("user_ids: user ids are UUIDs") from None
+    else:
+        assert body.filter is not None
+        targets = await users_grid.user_ids(service.db, admin.org_id,
+                                            required=body.filter.required,
+                                            status=body.filter.status, q=body.filter.q)
+    written = await service.command(service.app.set_requirements, admin.org_id, targets,
+                                    body.required, actor("admin", admin.id))
+    return json_response({"changed": written.value, "selected": len(targets),
+                          "counts": await users_grid.counts(service.db, admin.org_id)})
+
+
 def routes() -> list[web.RouteDef]:
     return [
         web.get("/api/admin/users", list_users),
@@ -141,4 +203,7 @@ def routes() -> list[web.RouteDef]:
         web.get("/api/admin/users/{user_id}", get_user),
         web.patch("/api/admin/users/{user_id}", change_user),
         web.post("/api/admin/users/{user_id}/2fa/reset", reset_two_factor),
+        web.get("/api/admin/policy", get_policy),
+        web.put("/api/admin/policy", set_policy),
+        web.post("/api/admin/users/requirement", set_requirements),
     ]

@@ -70,6 +70,9 @@ _DOMAIN: dict[type[domain.DomainError], tuple[int, str, str]] = {
     domain.TwoFactorRequired: (409, "two_factor_required",
                                "your administrator requires 2FA: it cannot be disabled"),
     domain.EmailAlreadyUsed: (409, "email_taken", "another account has this email"),
+    domain.RequiredByPolicy: (409, "two_factor_required",
+                              "the organization requires 2FA for all users (Settings > "
+                              "Security policy)"),
     domain.AccountNotFound: (404, "not_found", "no such user"),
     domain.InvalidRole: (400, "validation_error", "role: 'client' or 'admin'"),
 }

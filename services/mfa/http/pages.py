@@ -234,11 +234,30 @@ async def users_page(request: web.Request) -> web.Response:
                                   page=str(page_number - 1))
     elif not first:  # nothing left past the cursor: back to the first page
         previous_url = _grid_link(filters, query)
+    matching = len(await users_grid.user_ids(
+        service.db, org_id, required=query.required, status=query.status, q=query.q))
+    organization = await service.call(service.app.organization, org_id)
     return _render(request, "users.html", {
         **_layout(viewer, "settings"), "users": users, "counts": counts,
         "problem": problem, "page_number": page_number, "next_url": next_url,
         "previous_url": previous_url, "filters": filters,
-        "filtered": any(filters.values()),
+        "filtered": any(filters.values()), "matching": matching,
+        "require_all": organization.require_all,
+    })
+
+
+async def policy_page(request: web.Request) -> web.Response:
+    """Settings > Security policy: Require 2FA for all users, for new users."""
+    try:
+        viewer = await _admin_viewer(request)
+    except _NotAdmin as e:
+        return _forbidden(request, e)
+    service = request.app[SERVICE]
+    org_id = viewer.account.org_id
+    organization = await service.call(service.app.organization, org_id)
+    return _render(request, "policy.html", {
+        **_layout(viewer, "settings"), "counts": await users_grid.counts(service.db, org_id),
+        "require_all": organization.require_all, "require_new": organization.require_new,
     })
 
 
@@ -281,6 +300,7 @@ def routes() -> list[web.RouteDef]:
         web.get("/settings/users", users_page),
         web.get("/settings/users/new", new_user_page),
         web.get("/settings/users/{user_id}", user_page),
+        web.get("/settings/security-policy", policy_page),
     ]
 
 

@@ -12,8 +12,10 @@ from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
+    Field,
     StringConstraints,
     field_validator,
+    model_validator,
 )
 
 from services.mfa.http.errors import validation_error
@@ -100,6 +102,37 @@ class CredentialBody(Body):
 
 class NewPasskeyBody(CredentialBody):
     name: PasskeyName
+
+
+class PolicyBody(Body):
+    """Settings > Security policy."""
+
+    require_all: bool
+    require_new: bool
+
+
+class UsersFilter(Body):
+    """The users grid's filters, as in GET /api/admin/users."""
+
+    status: Literal["on", "off"] | None = None
+    required: bool | None = None
+    q: Annotated[str, StringConstraints(max_length=200), AfterValidator(printable)] | None = None
+
+
+class BulkRequirementBody(Body):
+    """Required / Not required for the users selected in the grid (`user_ids`, at most 1,000),
+    or for all users matching the grid's filters (`filter`): exactly one of them."""
+
+    required: bool
+    user_ids: Annotated[list[Annotated[str, StringConstraints(max_length=36)]],
+                        Field(max_length=1000)] | None = None
+    filter: UsersFilter | None = None
+
+    @model_validator(mode="after")
+    def one_selection(self) -> BulkRequirementBody:
+        if (self.user_ids is None) == (self.filter is None):
+            raise ValueError("give either user_ids or filter")
+        return self
 
 
 class UserChangeBody(Body):

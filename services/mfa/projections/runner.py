@@ -14,7 +14,7 @@ from typing import Any, Protocol
 from eventsourcing.application import Application
 from eventsourcing.persistence import Notification
 
-from services.mfa.adapters.database import Database, PostgresDatabase, Statement
+from services.mfa.adapters.database import Database, PostgresDatabase, Statement, ensure_columns
 from services.mfa.log_follower import MOVE_POSITION, LogFollower, create_tracking
 
 
@@ -33,6 +33,8 @@ async def create_tables(db: Database, projections: list[Projection]) -> None:
     for projection in projections:
         for sql in projection.schema:
             await db.execute(sql)
+        for table, columns in getattr(projection, "added_columns", {}).items():
+            await ensure_columns(db, table, columns)
     if isinstance(db, PostgresDatabase):
         pg_trgm = await db.install_extension("pg_trgm")
         for projection in projections:

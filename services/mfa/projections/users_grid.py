@@ -23,7 +23,8 @@ class UsersGridProjection:
             name text NOT NULL,
             role text NOT NULL,
             status text NOT NULL,
-            required boolean NOT NULL
+            required boolean NOT NULL,
+            required_by text
         )""",
         # Keyset pagination in (email, user_id) order, for no filter, each filter, and both.
         "CREATE INDEX IF NOT EXISTS mfa_users_grid_page"
@@ -42,6 +43,8 @@ class UsersGridProjection:
             required_count bigint NOT NULL
         )""",
     ]
+    # Columns added since the table's first version (empty until the view is rebuilt).
+    added_columns = {"mfa_users_grid": [("required_by", "text")]}
     # The search (`_SEARCH`: a substring of the email or the name) on PostgreSQL: pg_trgm's GIN
     # indexes on exactly the expressions it compares, one per column, so the planner can join
     # them in a BitmapOr. The operator class is qualified with the extension's schema, which
@@ -80,12 +83,19 @@ class UsersGridProjection:
     def _(self, e: Account.ProfileChanged, position: int) -> list[Statement]:
         return [_set(e, "name = ?, role = ?", e.name, e.role)]
 
-    @statements.register(MFA.MfaCreated)
-    @statements.register(MFA.RequirementSet)
-    def _(self, e: MFA.Event, position: int) -> list[Statement]:
-        required = bool(e.required)  # type: ignore[attr-defined]
+    @statements.register
+    def _(self, e: MFA.MfaCreated, position: int) -> list[Statement]:
+        required = bool(e.required)
         return [_count_change(e, "required_count", "required", required),
-                _set(e, "required = ?", required)]
+                _set(e, "required = ?, required_by = ?", required,
+                     e.required_by if required else None)]
+
+    @statements.register
+    def _(self, e: MFA.RequirementSet, position: int) -> list[Statement]:
+        required = bool(e.required)
+        return [_count_change(e, "required_count", "required", required),
+                _set(e, "required = ?, required_by = ?", required,
+                     e.reason if required else None)]
 
     @statements.register(MFA.TotpConfirmed)
     @statements.register(MFA.PasskeyRegistered)
@@ -139,6 +149,8 @@ def _row(row: dict[str, Any]) -> dict[str, Any]:
         "role": row["role"],
         "two_factor_status": row["status"],
         "two_factor_required": bool(row["required"]),
+        # Who requires it: "admin" or "policy" (the organization's), null when not required.
+        "two_factor_required_by": row.get("required_by"),
     }
 
 
@@ -173,7 +185,8 @@ def page_sql(query: GridQuery) -> tuple[str, list[Any]]:
         where.append("(email, user_id) < (?, ?)")
         args += [query.before[0], query.before[1]]
     order = "email DESC, user_id DESC" if query.before is not None else "email, user_id"
-    sql = ("SELECT user_id, email, name, role, status, required FROM mfa_users_grid"  # noqa: S608
+    sql = ("SELECT user_id, email, name, role, status, required, required_by"  # noqa: S608
+           " FROM mfa_users_grid"
            f" WHERE {' AND '.join(where)} ORDER BY {order} LIMIT ?")
     return sql, [*args, query.limit + 1]
 
@@ -191,9 +204,28 @@ async def page(db: Database, query: GridQuery) -> tuple[list[dict[str, Any]], bo
 
 async def read(db: Database, org_id: UUID, user_id: UUID) -> dict[str, Any] | None:
     row = await db.fetchrow(
-        "SELECT user_id, email, name, role, status, required FROM mfa_users_grid"
+        "SELECT user_id, email, name, role, status, required, required_by FROM mfa_users_grid"
         " WHERE user_id = ? AND org_id = ?", str(user_id), str(org_id))
     return _row(row) if row else None
+
+
+async def user_ids(db: Database, org_id: UUID, *, required: bool | None = None,
+                   status: str | None = None, q: str | None = None) -> list[UUID]:
+    """Every user of the organization matching the filters (a bulk action's targets)."""
+    where: list[str] = ["org_id = ?"]
+    args: list[Any] = [str(org_id)]
+    if required is not None:
+        where.append("required = ?")
+        args.append(required)
+    if status is not None:
+        where.append("status = ?")
+        args.append(status)
+    if q:
+        where.append(_SEARCH)
+        args += [_pattern(q)] * 2
+    rows = await db.fetch("SELECT user_id FROM mfa_users_grid"  # noqa: S608
+                          f" WHERE {' AND '.join(where)} ORDER BY email, user_id", *args)
+    return [UUID(row["user_id"]) for row in rows]
 
 
 async def counts(db: Database, org_id: UUID) -> dict[str, int]:
