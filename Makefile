@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install browser run test lint bench clean
+.PHONY: install browser nginx run test lint bench clean
 
 install: $(STAMP)
 
@@ -21,7 +21,12 @@ run: install
 browser:
 	@test -x /usr/bin/chromium || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }
 
-test: install browser
+# Debian's nginx for the behind-a-proxy test (tests/integration/test_behind_proxy.py), which starts
+# its own unprivileged instance from infra/nginx/mfa.conf; nothing to do when it is there.
+nginx:
+	@test -x /usr/sbin/nginx || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y nginx; }
+
+test: install browser nginx
 	$(BIN)/pytest -q
 
 lint: install

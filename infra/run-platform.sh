@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 : "${MFA_DATABASE_URL:?set MFA_DATABASE_URL=postgresql://...}"
 : "${MFA_SECRET_KEY:?set MFA_SECRET_KEY (32+ characters)}"
 export MFA_AMQP_URL="${MFA_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/}"
-export MFA_API_URL="${MFA_API_URL:-http://127.0.0.1:8080}"
+# The notifiers check session cookies through either API instance (the next if one is down).
+export MFA_API_URL="${MFA_API_URL:-http://127.0.0.1:8080,http://127.0.0.1:8082}"
 MFA=.venv/bin/mfa
 pids=()
 start() { "$@" & pids+=($!); }

@@ -161,7 +161,7 @@ def _notifier(settings: Settings) -> int:
               file=sys.stderr)
         return 2
     app = create_notifier_app(amqp_url=settings.amqp_url, exchange=settings.amqp_exchange,
-                              api_url=settings.api_url, allowed_origins=settings.allowed_origins,
+                              api_urls=settings.api_urls, allowed_origins=settings.allowed_origins,
                               public_url=settings.public_url,
                               check_seconds=settings.socket_check_seconds)
     print(f"mfa notifier listening on http://{settings.host}:{settings.notifier_port}", flush=True)

@@ -53,6 +53,20 @@ def _networks(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     return tuple(networks)
 
 
+def _api_urls(env: Mapping[str, str]) -> tuple[str, ...]:
+    """MFA_API_URL: one or more base URLs of the API (comma-separated), tried in turn."""
+    urls = []
+    for item in env.get("MFA_API_URL", "").split(","):
+        url = item.strip().rstrip("/")
+        if not url:
+            continue
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(f"MFA_API_URL: {url!r} is not an http(s) URL")
+        urls.append(url)
+    return tuple(urls) or Settings.api_urls
+
+
 def _cpus() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
         (os.cpu_count() or 1)
@@ -66,7 +80,7 @@ class Settings:
     database_url: str = "sqlite:///var/mfa.db"
     amqp_url: str = ""
     amqp_exchange: str = "mfa.events"
-    api_url: str = "http://127.0.0.1:8080"
+    api_urls: tuple[str, ...] = ("http://127.0.0.1:8080",)
     allowed_origins: tuple[str, ...] = ()
     secret_key: str = field(default="", repr=False)
     issuer: str = "MFA Service"
@@ -112,7 +126,7 @@ class Settings:
             database_url=database_url,
             amqp_url=env.get("MFA_AMQP_URL", "").strip(),
             amqp_exchange=env.get("MFA_AMQP_EXCHANGE", "").strip() or cls.amqp_exchange,
-            api_url=(env.get("MFA_API_URL", "").strip() or cls.api_url).rstrip("/"),
+            api_urls=_api_urls(env),
             allowed_origins=tuple(o.strip().rstrip("/") for o in
                                   env.get("MFA_ALLOWED_ORIGINS", "").split(",") if o.strip()),
             secret_key=env.get("MFA_SECRET_KEY", "").strip(),

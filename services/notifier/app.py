@@ -2,7 +2,8 @@
 
 It consumes the bus (its own queue, so every instance sees every event) and serves `/ws`. It
 keeps no database: a socket's session cookie is checked by asking the API (`GET /api/session`,
-a check that does not count as use), which also gives the state sent on connect.
+a check that does not count as use, through any healthy instance: session_check.py), which also
+gives the state sent on connect.
 """
 
 from __future__ import annotations
@@ -10,18 +11,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Collection, Sequence
 
 import aiohttp
 from aiohttp import web
 
 from contracts.bus import Bus, RabbitBus
-from contracts.http import SESSION_COOKIE
 from services.notifier.live_sessions import LiveSessions
 from services.notifier.notices import Notifier
+from services.notifier.session_check import ApiSessionCheck
 from services.notifier.websocket import (
-    Authenticate,
     Viewer,
     check_sessions_periodically,
     refresh_all,
@@ -29,30 +28,14 @@ from services.notifier.websocket import (
 )
 
 log = logging.getLogger(__name__)
-_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 LIVE = web.AppKey("live", LiveSessions)
 NOTIFIER = web.AppKey("notifier", Notifier)
 BUS = web.AppKey("bus", Bus)
 CLIENT = web.AppKey("client", aiohttp.ClientSession)
+SESSION_CHECK = web.AppKey("session_check", ApiSessionCheck)
 
 
-def api_authenticator(client: aiohttp.ClientSession, api_url: str) -> Authenticate:
-    async def authenticate(token: str) -> Viewer | None:
-        if not _TOKEN.match(token):
-            return None
-        # A check, not a use: /api/session does not keep an idle session alive.
-        async with client.get(f"{api_url}/api/session",
-                              headers={"Cookie": f"{SESSION_COOKIE}={token}"}) as response:
-            if response.status != 200:
-                return None
-            me = await response.json()
-        return Viewer(me["user_id"], me["two_factor"]["status"], me["two_factor"]["required"],
-                      me["session"]["id"])
-
-    return authenticate
-
-
-def create_notifier_app(*, amqp_url: str, exchange: str, api_url: str,
+def create_notifier_app(*, amqp_url: str, exchange: str, api_urls: Sequence[str],
                         allowed_origins: Collection[str] = (), public_url: str = "",
                         check_seconds: float = 60) -> web.Application:
     app = web.Application()
@@ -64,6 +47,7 @@ def create_notifier_app(*, amqp_url: str, exchange: str, api_url: str,
     async def resources(app: web.Application) -> AsyncIterator[None]:
         client = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5))
         app[CLIENT] = client
+        app[SESSION_CHECK] = ApiSessionCheck(client, api_urls)
         bus = await RabbitBus(amqp_url, exchange).connect()
         app[BUS] = bus
         await bus.subscribe(notifier.handle)
@@ -84,7 +68,7 @@ def create_notifier_app(*, amqp_url: str, exchange: str, api_url: str,
         await client.close()
 
     async def authenticate(token: str) -> Viewer | None:
-        return await api_authenticator(app[CLIENT], api_url)(token)
+        return await app[SESSION_CHECK](token)
 
     async def healthz(request: web.Request) -> web.Response:
         return web.json_response({"status": "ok", "sockets": live.count()})

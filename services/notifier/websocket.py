@@ -32,11 +32,17 @@ class Viewer:
         return ShownState(self.status, self.required)
 
 
+class SessionCheckFailed(Exception):
+    """Nobody could say whether the session is live (the API is unreachable): not a "no"."""
+
+
+# The viewer of a session cookie, None if the session is not live; may raise SessionCheckFailed.
 Authenticate = Callable[[str], Awaitable[Viewer | None]]
 
 
-def _refuse(status: int, code: str, message: str) -> web.Response:
-    return web.Response(status=status, content_type="application/json",
+def _refuse(status: int, code: str, message: str,
+            headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(status=status, content_type="application/json", headers=headers,
                         body=orjson.dumps({"error": {"code": code, "message": message}}))
 
 
@@ -53,7 +59,12 @@ def websocket_handler(live: LiveSessions, authenticate: Authenticate,
             # Cross-site WebSocket hijacking: a page of another site cannot open it.
             return _refuse(403, "forbidden", "cross-origin WebSocket refused")
         token = request.cookies.get(SESSION_COOKIE)
-        viewer = await authenticate(token) if token and len(token) <= 128 else None
+        try:
+            viewer = await authenticate(token) if token and len(token) <= 128 else None
+        except SessionCheckFailed as e:
+            log.warning("socket refused for now: %s", e)
+            return _refuse(503, "unavailable", "cannot check the session right now",
+                           {"Retry-After": "5"})
         if viewer is None:
             return _refuse(401, "unauthenticated", "log in first")
         socket = web.WebSocketResponse(heartbeat=30)
@@ -96,5 +107,7 @@ async def check_sessions_periodically(live: LiveSessions, authenticate: Authenti
         await asyncio.sleep(every_seconds)
         try:
             await refresh_all(live, authenticate)
+        except SessionCheckFailed as e:  # pages stay open: nobody said their sessions ended
+            log.warning("checking the open pages' sessions: %s; next try later", e)
         except Exception:
             log.exception("checking the open pages' sessions failed; next try later")

@@ -298,7 +298,7 @@ async def notifiers(stack: Stack) -> AsyncIterator[NotifierFactory]:
 
     async def start() -> TestServer:
         app = create_notifier_app(amqp_url=AMQP_URL, exchange=stack.settings.amqp_exchange,
-                                  api_url=stack.api_url)
+                                  api_urls=[stack.api_url])
         server = TestServer(app)
         await server.start_server()
         servers.append(server)
