@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install browser run test lint bench clean
+.PHONY: install browser faketime run test lint bench clean
 
 install: $(STAMP)
 
@@ -21,7 +21,11 @@ run: install
 browser:
 	@test -x /usr/bin/chromium || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }
 
-test: install browser
+# Debian's faketime for the clock-skew fault test (tests/faults); nothing to do when it is there.
+faketime:
+	@command -v faketime >/dev/null || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y faketime; }
+
+test: install browser faketime
 	$(BIN)/pytest -q
 
 lint: install
