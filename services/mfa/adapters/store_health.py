@@ -7,7 +7,7 @@ of them mean the same to a client: 503 `unavailable`, try again shortly. Anythin
 or a bad request and keeps its own answer.
 
 `StoreGuard` bounds how long a request waits for the store, and after one call found the store
-away it answers at once (a circuit breaker) instead of letting every request wait out the
+unreachable (a connection error, not a mere slow answer) it answers at once (a circuit breaker) instead of letting every request wait out the
 library's connection timeout, letting one probe through each `probe_seconds` to notice the
 store's return. No restart is needed: the pools reconnect by themselves.
 """
@@ -105,7 +105,8 @@ class StoreGuard:
         except TimeoutError:
             # The call goes on in its thread (a thread cannot be stopped); its caller does not
             # wait for it. A write may still complete: like any timeout, 503 means "unknown".
-            self.failed()
+            # A slow answer alone (a busy machine) does not open the breaker: only the store
+            # saying it is unreachable does.
             raise StoreUnavailable("the store did not answer in time") from None
         except Exception as e:
             if is_outage(e):
