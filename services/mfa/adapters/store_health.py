@@ -6,10 +6,11 @@ InterfaceError, asyncpg its connection errors, sockets OSError, a bounded wait T
 of them mean the same to a client: 503 `unavailable`, try again shortly. Anything else is a bug
 or a bad request and keeps its own answer.
 
-`StoreGuard` bounds how long a request waits for the store, and after one call found the store
-unreachable (a connection error, not a mere slow answer) it answers at once (a circuit breaker) instead of letting every request wait out the
-library's connection timeout, letting one probe through each `probe_seconds` to notice the
-store's return. No restart is needed: the pools reconnect by themselves.
+`StoreGuard` bounds how long a request waits for the store. Once a call found the store
+unreachable (a connection error, not a mere slow answer), it answers at once (a circuit
+breaker) instead of letting every request wait out the library's connection timeout, and lets
+one probe through each `probe_seconds` to notice the store's return. No restart is needed: the
+pools reconnect by themselves.
 """
 
 from __future__ import annotations
@@ -32,6 +33,10 @@ T = TypeVar("T")
 
 class StoreUnavailable(Exception):
     """The store cannot be reached right now (or did not answer in time)."""
+
+
+class _Expired(StoreUnavailable):
+    """A call that waited for a thread past its deadline, never started: no news of the store."""
 
 
 _OUTAGES: tuple[type[BaseException], ...] = (
@@ -95,25 +100,30 @@ class StoreGuard:
 
         def bounded() -> T:
             if deadline is not None and time.monotonic() > deadline:
-                raise StoreUnavailable("the store did not answer in time")
+                raise _Expired("the store did not answer in time")
             return fn(*args)
 
         future = asyncio.get_running_loop().run_in_executor(executor, bounded)
+        # The call's outcome tells the breaker, even when it comes after its caller's answer.
+        future.add_done_callback(self._outcome)
         try:
             async with asyncio.timeout(timeout):
-                result = await asyncio.shield(future)
+                return await asyncio.shield(future)
         except TimeoutError:
             # The call goes on in its thread (a thread cannot be stopped); its caller does not
             # wait for it. A write may still complete: like any timeout, 503 means "unknown".
             # A slow answer alone (a busy machine) does not open the breaker: only the store
             # saying it is unreachable does.
             raise StoreUnavailable("the store did not answer in time") from None
-        except Exception as e:
-            if is_outage(e):
-                self.failed()
-            raise
-        self.succeeded()
-        return result
+
+    def _outcome(self, future: asyncio.Future[Any]) -> None:
+        if future.cancelled():
+            return
+        error = future.exception()
+        if error is None:
+            self.succeeded()
+        elif is_outage(error) and not isinstance(error, _Expired):
+            self.failed()
 
     def failed(self) -> None:
         if self.down_since is None:
