@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install browser nginx run test lint bench clean
+.PHONY: install browser nginx faketime run test lint bench clean
 
 install: $(STAMP)
 
@@ -26,7 +26,11 @@ browser:
 nginx:
 	@test -x /usr/sbin/nginx || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y nginx; }
 
-test: install browser nginx
+# Debian's faketime for the clock-skew fault test (tests/faults); nothing to do when it is there.
+faketime:
+	@command -v faketime >/dev/null || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y faketime; }
+
+test: install browser nginx faketime
 	$(BIN)/pytest -q
 
 lint: install

@@ -171,7 +171,10 @@ class RabbitBus:
         self._connection.reconnect_callbacks.add(reconnected)
 
     async def ping(self) -> None:
-        if self._connection is None or self._connection.is_closed:
+        # A robust connection that lost the broker is not closed: it is reconnecting, and
+        # until `connected` is set again nothing can be published through it.
+        if self._connection is None or self._connection.is_closed \
+                or not self._connection.connected.is_set():
             raise ConnectionError("not connected to RabbitMQ")
 
     async def close(self) -> None:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs the platform deployment on this machine: 2 api, 1 projector, 1 relay, 2 notifiers,
-# on PostgreSQL and RabbitMQ. Ctrl-C (or SIGTERM) stops them all cleanly.
+# Runs the platform deployment on this machine: 2 api, 1 projector, 2 relays (one leads, one
+# stands by), 2 notifiers, on PostgreSQL and RabbitMQ. Ctrl-C (or SIGTERM) stops them all cleanly.
 #   MFA_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/test MFA_SECRET_KEY=... infra/run-platform.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +17,7 @@ start env MFA_PORT=8080 "$MFA" api
 start env MFA_PORT=8082 MFA_DEMO=0 "$MFA" api
 start "$MFA" projector
 start "$MFA" relay
+start "$MFA" relay   # the standby: takes over when the leader dies
 start env MFA_NOTIFIER_PORT=8081 "$MFA" notifier
 start env MFA_NOTIFIER_PORT=8083 "$MFA" notifier
 wait

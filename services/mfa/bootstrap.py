@@ -19,14 +19,16 @@ from services.mfa.adapters import throttle as throttle_tables
 from services.mfa.adapters.database import Database, PostgresDatabase, SqliteDatabase
 from services.mfa.adapters.device_cookies import DeviceCookies
 from services.mfa.adapters.event_store import StoreLocation, derive_key
+from services.mfa.adapters.leadership import Leadership
 from services.mfa.adapters.passwords import HashingPool, Passwords
 from services.mfa.adapters.sessions import SessionStore
+from services.mfa.adapters.store_health import StoreGuard
 from services.mfa.adapters.throttle import PasswordThrottle
 from services.mfa.application import MfaApplication, Written
 from services.mfa.config import Settings
 from services.mfa.domain.clock import Clock, SystemClock
 from services.mfa.domain.lockout import LockoutPolicy
-from services.mfa.log_follower import LogFollower, create_tracking
+from services.mfa.log_follower import LogFollower, create_tracking, follow_while_leading
 from services.mfa.logins import Logins, PasswordPolicies
 from services.mfa.policy import PolicyEnforcer
 from services.mfa.projections import user_state
@@ -34,8 +36,10 @@ from services.mfa.projections.audit_log import AuditLogProjection
 from services.mfa.projections.runner import (
     Projection,
     ProjectionRunner,
+    ViewsBehind,
     ViewsFollower,
     create_tables,
+    progress_channel,
 )
 from services.mfa.projections.user_state import UserStateProjection
 from services.mfa.projections.users_grid import UsersGridProjection
@@ -64,11 +68,13 @@ class Service:
     throttle: PasswordThrottle
     devices: DeviceCookies
     policy: PolicyEnforcer
+    store: StoreGuard = field(init=False)
     logins: Logins = field(init=False)
     _user_locks: dict[UUID, asyncio.Lock] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         s = self.settings
+        self.store = StoreGuard(s.store_timeout_seconds)
         policies = PasswordPolicies(
             per_client=LockoutPolicy(s.lockout_threshold, s.lockout_base_seconds,
                                      s.lockout_max_seconds),
@@ -79,9 +85,11 @@ class Service:
         self.logins = Logins(self.app, self.throttle, self.hashing, policies, self.clock,
                              command=self.command, call=self.call)
 
-    async def call(self, fn: Callable[..., T], *args: Any) -> T:
-        """Runs a synchronous call of the eventsourcing application off the event loop."""
-        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+    async def call(self, fn: Callable[..., T], *args: Any, within: float | None = -1.0) -> T:
+        """Runs a synchronous call of the eventsourcing application off the event loop, within
+        MFA_STORE_TIMEOUT_SECONDS (`within`: another bound, None for none): past it, or while
+        the store is known to be away, StoreUnavailable (503)."""
+        return await self.store.call(self.executor, fn, *args, within=within)
 
     async def command(self, fn: Callable[..., Written], *args: Any,
                       user_id: UUID | None = None, settle: bool = True) -> Written:
@@ -103,8 +111,17 @@ class Service:
         return written
 
     async def settle(self, position: int) -> None:
-        if position:
-            await asyncio.gather(*(runner.wait_for(position) for runner in self.projections))
+        """Waits until every view applied `position`; ViewsBehind (503) if one has not within
+        MFA_VIEWS_WAIT_SECONDS: the caller would read the state before its own write."""
+        if not position:
+            return
+        wait = self.settings.views_wait_seconds
+        applied = await asyncio.gather(*(runner.wait_for(position, wait)
+                                         for runner in self.projections))
+        if not all(applied):
+            raise ViewsBehind(position, wait, [runner.name for runner, done
+                                               in zip(self.projections, applied, strict=True)
+                                               if not done])
 
     async def two_factor(self, user_id: UUID) -> dict[str, Any]:
         """The user's 2FA state as shown (GET /api/me, pages, sockets): the per-user view, or
@@ -137,14 +154,16 @@ async def connect_bus(settings: Settings) -> Bus:
 
 
 async def build_service(settings: Settings, *, clock: Clock | None = None,
-                        passwords: Passwords | None = None, bus: Bus | None = None) -> Service:
+                        passwords: Passwords | None = None, bus: Bus | None = None,
+                        command_timeout: float | None = 30.0) -> Service:
+    """`command_timeout` bounds each read-side statement (None: no bound, for maintenance)."""
     clock = clock or SystemClock()
     location = StoreLocation.parse(settings.database_url)
     executor = ThreadPoolExecutor(EXECUTOR_THREADS, thread_name_prefix="mfa-store")
     loop = asyncio.get_running_loop()
     lockout = LockoutPolicy(settings.lockout_threshold, settings.lockout_base_seconds,
                             settings.lockout_max_seconds)
-    env = location.eventsourcing_env(settings.secret_key)
+    env = location.eventsourcing_env(settings.secret_key, settings.store_timeout_seconds)
     projections: list[Projection] = [UserStateProjection(), UsersGridProjection(),
                                      AuditLogProjection()]
     db: Database
@@ -157,7 +176,9 @@ async def build_service(settings: Settings, *, clock: Clock | None = None,
         else:
             db = await PostgresDatabase.connect(
                 host=location.host, port=location.port, user=location.user,
-                password=location.password, dbname=location.dbname, schema=location.schema)
+                password=location.password, dbname=location.dbname, schema=location.schema,
+                timeout_seconds=settings.store_timeout_seconds,
+                command_timeout=command_timeout)
         await session_tables.create_schema(db)
         for sql in throttle_tables.SCHEMA:
             await db.execute(sql)
@@ -235,25 +256,59 @@ async def purge_sessions(service: Service) -> None:
 async def running(service: Service, *, projections: bool = False, relay: bool = False,
                   sessions: bool = False) -> AsyncIterator[None]:
     """Background work in this process: projectors and relay (woken by every command here, by
-    PostgreSQL's NOTIFY for other processes' events, else by polling), and the session purge."""
+    PostgreSQL's NOTIFY for other processes' events, else by polling), and the session purge.
+
+    On PostgreSQL the relay runs only while this process leads (an advisory lock, see
+    adapters/leadership.py): one relay publishes at a time, the others stand by. An API
+    process that does not run the views listens to their announcements instead, so a command
+    waits for its views without polling (a slow poll stays as a fallback)."""
     # The policy enforcer runs with the views: it reads the users grid.
     followers: list[LogFollower] = [service.views, service.policy] if projections else []
     if relay:
         followers.append(service.relay)
-    runs = [asyncio.create_task(f.run(), name=f"follow-{f.name}") for f in followers]
+    db = service.db
+    leadership = Leadership(db, "relay") if relay and isinstance(db, PostgresDatabase) else None
+    runs = [asyncio.create_task(
+        follow_while_leading(f, leadership) if f is service.relay and leadership else f.run(),
+        name=f"follow-{f.name}") for f in followers]
+    if relay and isinstance(service.bus, RabbitBus):
+        # The broker is back: publish now, not after the relay's grown pause.
+        async def broker_back() -> None:
+            service.relay.resume()
+
+        service.bus.on_reconnect(broker_back)
     tasks = [asyncio.create_task(purge_sessions(service), name="session-purge")] if sessions else []
     async with contextlib.AsyncExitStack() as stack:
-        if followers and isinstance(service.db, PostgresDatabase):
-            # Other processes' events wake the followers at once (the store NOTIFYs per insert).
-            def wake() -> None:
+        if followers and isinstance(db, PostgresDatabase):
+            # Other processes' events wake the followers at once (the store NOTIFYs per insert);
+            # a (re)connected listener means the store is back: retry now.
+            def wake(payload: str | None) -> None:
                 for follower in followers:
-                    follower.kick()
+                    if payload is None:
+                        follower.resume()
+                    else:
+                        follower.kick()
 
             channel = service.app.recorder.channel_name  # type: ignore[attr-defined]
-            await stack.enter_async_context(service.db.listening(channel, wake))
+            await stack.enter_async_context(db.listening(channel, wake))
+        progress = progress_channel(db)
+        if not projections and progress is not None and isinstance(db, PostgresDatabase) \
+                and service.projections:
+            runners = {runner.name: runner for runner in service.projections}
+
+            def advanced(payload: str | None) -> None:
+                name, _, position = (payload or "").rpartition(":")
+                if name in runners and position.isdigit():
+                    runners[name].seen_at(int(position))
+
+            for runner in service.projections:
+                runner.poll_seconds = 0.5  # announcements come; the table is the fallback
+            await stack.enter_async_context(db.listening(progress, advanced))
         try:
             yield
         finally:
+            if leadership is not None:
+                leadership.stop()
             for follower in followers:
                 follower.stop()
             for task in tasks:

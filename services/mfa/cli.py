@@ -135,7 +135,7 @@ def _export(settings: Settings, org: str | None, since: str | None) -> int:
 
 
 async def _rebuild(settings: Settings) -> int:
-    service = await build_service(settings, bus=InProcessBus())
+    service = await build_service(settings, bus=InProcessBus(), command_timeout=None)
     started = last_report = time.monotonic()
 
     def progress(total: int, position: int) -> None:
@@ -153,6 +153,35 @@ async def _rebuild(settings: Settings) -> int:
     print(f"rebuilt {names} from {total:,} events in {seconds:.2f} s "
           f"({total / seconds:,.0f} events/s)", flush=True)
     return 0
+
+
+async def _status(settings: Settings) -> int:
+    """`mfa projections status`: each view's (and the relay's) position, its lag behind the
+    log's head, and the failure it is stopped on, if any. Exit status 1 when one is stopped."""
+    service = await build_service(settings, bus=InProcessBus())
+    try:
+        head = await service.call(service.app.recorder.max_notification_id) or 0
+        names = [runner.name for runner in service.projections] + [service.relay.name]
+        rows = {row["projection"]: int(row["position"]) for row in await service.db.fetch(
+            "SELECT projection, position FROM mfa_tracking")}
+        failures = {row["follower"]: row for row in await service.db.fetch(
+            "SELECT follower, position, event_type, error, since FROM mfa_follower_failures")}
+    finally:
+        await close_service(service)
+    print(f"log head: {head}")
+    print(f"{'follower':<12} {'position':>10} {'lag':>8}  last error")
+    for name in names:
+        position = rows.get(name, 0)
+        failure = failures.get(name)
+        if failure is None:
+            error = "-"
+        else:
+            since = datetime.fromtimestamp(failure["since"], tz=UTC).isoformat(timespec="seconds")
+            what = f"{failure['event_type']} at position {failure['position']}" \
+                if failure["event_type"] else f"before position {failure['position']}"
+            error = f"stopped since {since} on {what}: {failure['error']}"
+        print(f"{name:<12} {position:>10} {head - position:>8}  {error}")
+    return 1 if failures else 0
 
 
 def _notifier(settings: Settings) -> int:
@@ -177,7 +206,7 @@ def _serve(settings: Settings, *, embedded: bool = True) -> int:
 
         service = app[SERVICE]
         if settings.demo:
-            await service.call(_demo, service.app)
+            await service.call(_demo, service.app, within=None)  # hashes: not a store wait
         print(f"MFA service listening on http://{settings.host}:{settings.port}", flush=True)
         if settings.demo:
             print("Demo organization logins:", flush=True)
@@ -211,6 +240,8 @@ def _parser() -> argparse.ArgumentParser:
     projections = commands.add_parser("projections", help="the read models")
     projections_commands = projections.add_subparsers(dest="projections_command", required=True)
     projections_commands.add_parser("rebuild", help="empty every view and replay the log")
+    projections_commands.add_parser(
+        "status", help="each view's position, lag behind the log and last error")
     support = commands.add_parser("support", help="platform support operations")
     support_commands = support.add_subparsers(dest="support_command", required=True)
     reset = support_commands.add_parser("reset-2fa", help="reset a user's 2FA (F10)")
@@ -241,6 +272,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "audit":
         return _export(settings, args.org, args.since)
     if args.command == "projections":
+        if args.projections_command == "status":
+            return asyncio.run(_status(settings))
         return asyncio.run(_rebuild(settings))
     if args.command == "create-org":
         if len(args.admin_password) < 8:

@@ -29,6 +29,19 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> i
     return value
 
 
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if not 0 < value <= 3600:
+        raise ConfigError(f"{name} must be above 0 and at most 3600, got {value:g}")
+    return value
+
+
 def _public_url(env: Mapping[str, str]) -> str:
     raw = env.get("MFA_PUBLIC_URL", "").strip().rstrip("/")
     if not raw:
@@ -102,6 +115,11 @@ class Settings:
     public_url: str = ""
     trusted_proxies: tuple[str, ...] = ()
     socket_check_seconds: int = 60
+    # After a command, how long the API waits for the views to apply it before answering 503
+    # (never from views that do not show it yet).
+    views_wait_seconds: float = 5.0
+    # The longest a request waits for the store before answering 503.
+    store_timeout_seconds: float = 3.0
     demo: bool = False
     var_dir: Path = Path("var")
 
@@ -153,6 +171,9 @@ class Settings:
             public_url=_public_url(env),
             trusted_proxies=_networks(env, "MFA_TRUSTED_PROXIES"),
             socket_check_seconds=_int(env, "MFA_SOCKET_CHECK_SECONDS", cls.socket_check_seconds),
+            views_wait_seconds=_seconds(env, "MFA_VIEWS_WAIT_SECONDS", cls.views_wait_seconds),
+            store_timeout_seconds=_seconds(env, "MFA_STORE_TIMEOUT_SECONDS",
+                                           cls.store_timeout_seconds),
             demo=env.get("MFA_DEMO", "0").strip().lower() in ("1", "true", "yes"),
             var_dir=var_dir,
         )

@@ -84,6 +84,9 @@ class Relay(LogFollower):
         self.published = 0
 
     async def handle(self, notifications: Sequence[Notification], start: int) -> bool:
+        # A broker that is away (or reconnecting) fails the batch at once, rather than after
+        # a publish timeout; the bus's reconnection resumes the relay (bootstrap.running).
+        await self.bus.ping()
         events: list[PublicEvent] = []
         for notification in notifications:
             event = self.app.mapper.to_domain_event(notification)

@@ -171,16 +171,26 @@ class PostgresDatabase:
 
     dialect = "postgres"
 
-    def __init__(self, pool: asyncpg.Pool, writers: AsyncConnectionPool) -> None:
+    def __init__(self, pool: asyncpg.Pool, writers: AsyncConnectionPool,
+                 connect_args: dict[str, Any], schema: str) -> None:
         self._pool = pool
         self._writers = writers
+        self._connect_args = connect_args
+        self.schema = schema
 
     @classmethod
     async def connect(cls, *, host: str, port: int, user: str, password: str, dbname: str,
-                      schema: str, max_size: int = 10) -> PostgresDatabase:
+                      schema: str, max_size: int = 10, timeout_seconds: float = 5.0,
+                      command_timeout: float | None = 30.0) -> PostgresDatabase:
+        """`timeout_seconds` bounds connecting (a store that is away answers nothing, not even
+        a refusal), `command_timeout` each statement (None: no bound, e.g. a rebuild's VACUUM)."""
+        connect_args: dict[str, Any] = dict(
+            host=host, port=port, user=user, password=password or None, database=dbname,
+            timeout=timeout_seconds, server_settings={"search_path": schema})
         pool = await asyncpg.create_pool(
             host=host, port=port, user=user, password=password or None, database=dbname,
-            min_size=1, max_size=max_size, command_timeout=30,
+            min_size=1, max_size=max_size, command_timeout=command_timeout,
+            timeout=timeout_seconds,
             # Every read is planned with its values. A prepared statement may switch to a plan
             # made without them after five runs: five searches only a scan can answer (1 or 2
             # letters, no match) would leave that scan cached for every later search on the
@@ -191,10 +201,17 @@ class PostgresDatabase:
         writers = AsyncConnectionPool(
             conninfo=psycopg.conninfo.make_conninfo(
                 host=host, port=port, user=user, password=password or None, dbname=dbname,
-                options=f"-c search_path={schema}"),
-            min_size=1, max_size=4, open=False, timeout=10, kwargs={"autocommit": True})
+                options=f"-c search_path={schema}", connect_timeout=max(2, int(timeout_seconds))),
+            min_size=1, max_size=4, open=False, timeout=timeout_seconds,
+            check=AsyncConnectionPool.check_connection,  # drop connections an outage broke
+            kwargs={"autocommit": True})
         await writers.open()
-        return cls(pool, writers)
+        return cls(pool, writers, connect_args, schema)
+
+    async def connect_one(self) -> asyncpg.Connection:
+        """A connection of its own, outside the pools (a session-level lock lives as long as
+        its connection)."""
+        return await asyncpg.connect(**self._connect_args)
 
     async def fetch(self, sql: str, *args: Any) -> list[dict[str, Any]]:
         rows = await self._pool.fetch(to_postgres(sql), *args)
@@ -250,10 +267,13 @@ class PostgresDatabase:
         return str(schema)
 
     @contextlib.asynccontextmanager
-    async def listening(self, channel: str, callback: Callable[[], None]) -> AsyncIterator[None]:
-        """Calls `callback` on every NOTIFY on `channel` while the block runs. The event store
-        NOTIFYs in each insert transaction, so followers in other processes wake at once. A lost
-        connection (PostgreSQL restarted) is replaced; followers poll in the meantime."""
+    async def listening(self, channel: str,
+                        callback: Callable[[str | None], None]) -> AsyncIterator[None]:
+        """Calls `callback(payload)` on every NOTIFY on `channel` while the block runs, and
+        `callback(None)` each time listening (re)starts: whatever was announced while nobody
+        listened is to be read again. The event store NOTIFYs in each insert transaction, so
+        followers in other processes wake at once. A lost connection (PostgreSQL restarted)
+        is replaced; followers poll in the meantime."""
         stop = asyncio.Event()
         task = asyncio.create_task(self._listen(channel, callback, stop), name="listen")
         try:
@@ -262,7 +282,7 @@ class PostgresDatabase:
             stop.set()
             await task
 
-    async def _listen(self, channel: str, callback: Callable[[], None],
+    async def _listen(self, channel: str, callback: Callable[[str | None], None],
                       stop: asyncio.Event) -> None:
         pause = 0.5
         while not stop.is_set():
@@ -272,15 +292,15 @@ class PostgresDatabase:
             except Exception:  # PostgreSQL away: try again, more slowly
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), pause)
-                pause = min(pause * 2, 10)
+                pause = min(pause * 2, 2)
                 continue
-            def on_notify(*_: object) -> None:
-                callback()
+            def on_notify(_conn: object, _pid: object, _channel: object, payload: str) -> None:
+                callback(payload)
 
             try:
                 await conn.add_listener(channel, on_notify)
                 conn.add_termination_listener(lambda *_, lost=lost: lost.set())
-                callback()  # catch up with anything saved while nobody listened
+                callback(None)  # catch up with anything saved while nobody listened
                 pause = 0.5
                 waits = [asyncio.create_task(stop.wait()), asyncio.create_task(lost.wait())]
                 _, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)

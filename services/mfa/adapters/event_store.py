@@ -3,12 +3,34 @@
 from __future__ import annotations
 
 import base64
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlparse
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from eventsourcing.persistence import InterfaceError, OperationalError
+from eventsourcing.postgres import PostgresApplicationRecorder
+from eventsourcing.utils import retry
+
+# eventsourcing 9.5.6 tries every PostgreSQL call 10 times, 0.2 s apart, each waiting up to
+# POSTGRES_CONNECT_TIMEOUT for a pooled connection: a store outage held each caller for tens
+# of seconds. Two attempts still ride over one broken pooled connection (pre-ping drops the
+# others), and a caller hears of an outage within about twice the connect timeout.
+STORE_ATTEMPTS = 2
+
+
+class BoundedPostgresApplicationRecorder(PostgresApplicationRecorder):
+    """The library's recorder with its retried calls tried STORE_ATTEMPTS times."""
+
+
+for _name in dir(PostgresApplicationRecorder):
+    _method = getattr(PostgresApplicationRecorder, _name)
+    if callable(_method) and hasattr(_method, "__wrapped__"):
+        setattr(BoundedPostgresApplicationRecorder, _name,
+                retry((InterfaceError, OperationalError), max_attempts=STORE_ATTEMPTS,
+                      wait=0.1)(_method.__wrapped__))
 
 
 def derive_key(secret_key: str, purpose: str, length: int = 32) -> bytes:
@@ -50,7 +72,9 @@ class StoreLocation:
             schema=query.get("schema", ["public"])[0],
         )
 
-    def eventsourcing_env(self, secret_key: str) -> dict[str, str]:
+    def eventsourcing_env(self, secret_key: str, timeout_seconds: float = 5.0) -> dict[str, str]:
+        """`timeout_seconds`: the longest wait for a pooled connection or the table lock (the
+        library takes whole seconds)."""
         env = {
             # Every stored event's state is AES-GCM encrypted: secrets, codes and hashes included.
             "CIPHER_TOPIC": "eventsourcing.cryptography:AESCipher",
@@ -72,9 +96,13 @@ class StoreLocation:
                 POSTGRES_USER=self.user,
                 POSTGRES_PASSWORD=self.password,
                 POSTGRES_SCHEMA=self.schema,
-                # The library retries 10 times per call: keep each wait short (see the notes).
-                POSTGRES_CONNECT_TIMEOUT="5",
-                POSTGRES_LOCK_TIMEOUT="5",
+                APPLICATION_RECORDER_TOPIC=(
+                    "services.mfa.adapters.event_store:BoundedPostgresApplicationRecorder"),
+                POSTGRES_CONNECT_TIMEOUT=str(max(1, math.ceil(timeout_seconds))),
+                POSTGRES_LOCK_TIMEOUT=str(max(1, math.ceil(timeout_seconds))),
+                # A pooled connection is checked before use: after an outage the dead ones are
+                # dropped instead of failing the first calls.
+                POSTGRES_PRE_PING="y",
                 POSTGRES_POOL_SIZE="5",
                 POSTGRES_MAX_OVERFLOW="10",
                 POSTGRES_ENABLE_DB_FUNCTIONS="n",  # unsafe in 9.5.6: readers can skip events

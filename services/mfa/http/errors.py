@@ -11,9 +11,11 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from services.mfa.adapters.passwords import HashingBusy
+from services.mfa.adapters.store_health import is_outage
 from services.mfa.application import ConcurrentUpdate
 from services.mfa.domain import errors as domain
 from services.mfa.http.context import SERVICE
+from services.mfa.projections.runner import ViewsBehind
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -120,6 +122,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return error_response(unavailable("too many concurrent changes to this user: retry"))
     except HashingBusy:
         return error_response(unavailable("too many logins at once: retry in a second"))
+    except ViewsBehind as e:
+        # The command is saved; what it changed cannot be shown yet, and a stale answer
+        # would contradict it (SPEC 4: 503, never a stale answer).
+        return error_response(unavailable(
+            f"your change was saved, but the views are behind (not caught up within "
+            f"{e.waited_seconds:g} s): read it again shortly", retry_after=2))
     except web.HTTPException as e:
         if e.status < 400:
             raise
@@ -127,7 +135,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         message = "body larger than 64 KiB" if e.status == 413 else e.reason
         allow = {"Allow": e.headers["Allow"]} if "Allow" in e.headers else None
         return error_response(ApiError(e.status, code, message, allow))
-    except Exception:
+    except Exception as e:
+        if is_outage(e):  # the store is away or too slow: logged once by the store guard
+            log.debug("store unavailable on %s %s: %s", request.method, request.path, e)
+            return error_response(unavailable("the store is unavailable: retry shortly",
+                                              retry_after=2))
         # Log the traceback, never the request body (it may hold a password or a code).
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(ApiError(500, "internal", "internal error"))

@@ -41,6 +41,10 @@ async def readyz(request: web.Request) -> web.Response:
         checks["bus"] = "ok"
     except Exception as e:
         checks["bus"] = f"unreachable: {type(e).__name__}"
+    if service.views.running:  # the views run in this process (mfa serve)
+        stopped = [f"{runner.name}: {runner.failure.describe()}"
+                   for runner in service.projections if runner.failure is not None]
+        checks["views"] = "stopped on " + "; ".join(stopped) if stopped else "ok"
     ready = all(value == "ok" for value in checks.values())
     return json_response({"ready": ready, "checks": checks}, status=200 if ready else 503)
 
@@ -58,6 +62,11 @@ async def metrics(request: web.Request) -> web.Response:
     for runner in service.projections:
         lines.append(f'mfa_projection_position{{projection="{runner.projection.name}"}} '
                      f"{runner.position}")
+    lines += ["# HELP mfa_follower_failing 1 while a view or the relay of this process is "
+              "stopped on a failure (it retries).", "# TYPE mfa_follower_failing gauge"]
+    for follower in [*service.projections, service.relay]:
+        lines.append(f'mfa_follower_failing{{follower="{follower.name}"}} '
+                     f"{int(follower.failure is not None)}")
     lines += ["# HELP mfa_up_seconds Seconds since this process started.",
               "# TYPE mfa_up_seconds gauge",
               f"mfa_up_seconds {time.monotonic() - request.app[STARTED]:.3f}"]

@@ -15,7 +15,27 @@ from eventsourcing.application import Application
 from eventsourcing.persistence import Notification
 
 from services.mfa.adapters.database import Database, PostgresDatabase, Statement, ensure_columns
-from services.mfa.log_follower import MOVE_POSITION, LogFollower, create_tracking
+from services.mfa.adapters.store_health import is_outage
+from services.mfa.log_follower import MOVE_POSITION, EventFailed, LogFollower, create_tracking
+
+
+class ViewsBehind(Exception):
+    """The views did not apply a command's events within the wait (MFA_VIEWS_WAIT_SECONDS):
+    answering from them would show the state before the command."""
+
+    def __init__(self, position: int, waited_seconds: float, behind: Sequence[str]) -> None:
+        super().__init__(f"views {', '.join(behind)} have not applied position {position} "
+                         f"within {waited_seconds:g} s")
+        self.position = position
+        self.waited_seconds = waited_seconds
+        self.behind = list(behind)
+
+
+def progress_channel(db: Database) -> str | None:
+    """The PostgreSQL channel on which each committed batch announces `name:position`, for the
+    API processes waiting to read their writes. Channels are per database: the schema is part
+    of the name. SQLite runs in one process, where the runner signals its waiters directly."""
+    return f"mfa_views:{db.schema}" if isinstance(db, PostgresDatabase) else None
 
 
 class Projection(Protocol):
@@ -61,14 +81,34 @@ class ProjectionRunner(LogFollower):
         return await self.apply(events, start)
 
     async def apply(self, events: Sequence[tuple[Any, int]], start: int) -> bool:
-        """Applies decoded (event, position) pairs and moves the position from `start`."""
-        statements: list[Statement] = [(MOVE_POSITION, (events[-1][1], self.name, start))]
+        """Applies decoded (event, position) pairs and moves the position from `start`, in
+        one transaction that also announces the new position. When the transaction fails for
+        another reason than the store being away, the events are applied one at a time to find
+        the one at fault: EventFailed names it (the ones before it are applied)."""
+        last = events[-1][1]
+        statements: list[Statement] = [(MOVE_POSITION, (last, self.name, start))]
         for event, position in events:
-            statements.extend(self.projection.statements(event, position))
-        if not await self.db.transaction(statements):
-            return False
-        await self.advanced_to(events[-1][1])
-        return True
+            try:
+                statements.extend(self.projection.statements(event, position))
+            except Exception as e:
+                raise EventFailed(position, type(event).__qualname__, e) from e
+        channel = progress_channel(self.db)
+        if channel is not None:
+            statements.append(("SELECT pg_notify(?, ?)", (channel, f"{self.name}:{last}")))
+        try:
+            applied = await self.db.transaction(statements)
+        except Exception as e:
+            if is_outage(e):
+                raise
+            if len(events) == 1:
+                raise EventFailed(last, type(events[0][0]).__qualname__, e) from e
+            for one in events:
+                if not await self.apply([one], self.position):
+                    return False
+            return True
+        if applied:
+            self.advanced_to(last)
+        return applied
 
     async def reset(self) -> None:
         """Empties the view and moves its position back to the start of the log."""
@@ -76,8 +116,11 @@ class ProjectionRunner(LogFollower):
             ("UPDATE mfa_tracking SET position = 0 WHERE projection = ?", (self.name,)),
         ]
         statements += [(f"DELETE FROM {table}", ()) for table in self.projection.tables]  # noqa: S608
+        channel = progress_channel(self.db)
+        if channel is not None:
+            statements.append(("SELECT pg_notify(?, ?)", (channel, f"{self.name}:0")))
         await self.db.transaction(statements)
-        self.position = 0
+        self.seen_at(0)
 
 
 class ViewsFollower(LogFollower):
@@ -105,12 +148,30 @@ class ViewsFollower(LogFollower):
         async def apply(runner: ProjectionRunner) -> None:
             behind = [(event, position) for event, position in events
                       if position > runner.position]
-            if behind and not await runner.apply(behind, runner.position):
-                await runner.load_position()  # another process moved it: take it from there
+            try:
+                if behind and not await runner.apply(behind, runner.position):
+                    await runner.load_position()  # another process moved it: take it from there
+            except Exception as e:
+                if not is_outage(e):  # a store outage is the follower's to report, once
+                    await runner.note_failure(e)
+                raise
+            if runner.failure is not None:
+                await runner.note_recovery()
 
-        await asyncio.gather(*(apply(runner) for runner in self.runners))
+        # Each view goes as far as it can: one stuck on an event does not hold the others.
+        outcomes = await asyncio.gather(*(apply(runner) for runner in self.runners),
+                                        return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
         # A view left behind (reset by a rebuild elsewhere): resume from the slowest view.
         return all(runner.position >= notifications[-1].id for runner in self.runners)
+
+    async def note_failure(self, error: BaseException) -> None:
+        if isinstance(error, EventFailed):
+            self.failed_attempts += 1  # the view's runner logged and recorded it
+            return
+        await super().note_failure(error)
 
     async def run(self) -> None:
         for runner in self.runners:
