@@ -26,8 +26,8 @@ import psycopg
 from aiohttp import web
 from argon2 import PasswordHasher
 
-from contracts.bus import RabbitBus
 from contracts.events import PublicEvent
+from services.messaging.bus import RabbitBus
 from services.mfa.adapters.passwords import Passwords
 from services.mfa.bootstrap import build_service, close_service
 from services.mfa.config import Settings

@@ -13,7 +13,7 @@ from uuid import UUID
 
 import asyncpg
 
-from contracts.bus import Bus, InProcessBus, RabbitBus
+from services.messaging.bus import Bus, InProcessBus, RabbitBus
 from services.mfa.adapters import sessions as session_tables
 from services.mfa.adapters import throttle as throttle_tables
 from services.mfa.adapters.database import Database, PostgresDatabase, SqliteDatabase

@@ -16,7 +16,7 @@ from uuid import UUID
 import orjson
 from aiohttp import web
 
-from contracts.bus import InProcessBus
+from services.messaging.bus import InProcessBus
 from services.mfa.adapters.event_store import StoreLocation
 from services.mfa.adapters.passwords import Passwords
 from services.mfa.application import MfaApplication, actor

@@ -15,8 +15,8 @@ from uuid import UUID
 
 from eventsourcing.persistence import Notification
 
-from contracts.bus import Bus
 from contracts.events import PublicEvent, UserState
+from services.messaging.bus import Bus
 from services.mfa.adapters.database import Database
 from services.mfa.application import MfaApplication
 from services.mfa.domain.mfa import MFA, mfa_id

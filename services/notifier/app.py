@@ -16,8 +16,8 @@ from collections.abc import AsyncIterator, Collection
 import aiohttp
 from aiohttp import web
 
-from contracts.bus import Bus, RabbitBus
 from contracts.http import SESSION_COOKIE
+from services.messaging.bus import Bus, RabbitBus
 from services.notifier.live_sessions import LiveSessions
 from services.notifier.notices import Notifier
 from services.notifier.websocket import (

@@ -18,7 +18,6 @@ import orjson
 import pytest
 import yaml
 
-from contracts.bus import InProcessBus, encode
 from contracts.events import (
     DEFAULT_EXCHANGE,
     EVENT_TYPES,
@@ -30,6 +29,7 @@ from contracts.events import (
     UserState,
     routing_key,
 )
+from services.messaging.bus import InProcessBus, encode
 from services.mfa.bootstrap import Service
 from services.mfa.log_follower import create_tracking
 from services.mfa.public_events import event_type, is_public, next_state

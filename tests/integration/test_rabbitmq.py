@@ -29,9 +29,9 @@ import pytest
 from aiohttp import ClientWebSocketResponse, WSMsgType
 from aiohttp.test_utils import TestClient, TestServer
 
-from contracts.bus import InProcessBus, RabbitBus
 from contracts.events import SCHEMA_VERSION, SESSION_ENDED, PublicEvent, routing_key
 from contracts.http import SESSION_COOKIE
+from services.messaging.bus import InProcessBus, RabbitBus
 from services.mfa.application import actor
 from services.mfa.bootstrap import Service, build_service, close_service, running
 from services.mfa.config import Settings

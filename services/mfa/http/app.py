@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from contracts.bus import Bus, RabbitBus
+from services.messaging.bus import Bus, RabbitBus
 from services.mfa.adapters.passwords import Passwords
 from services.mfa.bootstrap import build_service, close_service, running
 from services.mfa.config import Settings
