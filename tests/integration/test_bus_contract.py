@@ -218,6 +218,8 @@ def test_routing_keys_and_amqp_properties() -> None:
     assert message.message_id == event["id"]
     assert message.type == "RequirementSet"
     assert message.headers == {"schema_version": SCHEMA_VERSION}
+    assert encode(event, "req-1").headers == {"schema_version": SCHEMA_VERSION,
+                                               "request_id": "req-1"}
     assert message.content_type == "application/json"
     assert message.delivery_mode is not None and message.delivery_mode.value == 2
     assert orjson.loads(message.body) == event
