@@ -317,3 +317,52 @@ def test_without_an_otlp_endpoint_nothing_of_opentelemetry_is_loaded() -> None:
     result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env,
                             capture_output=True, text=True, check=True, timeout=60)
     assert result.stdout.strip() == "[]"
+
+
+OTEL_PROBE = """
+import asyncio, os, socket, sys
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+async def main() -> None:
+    received = []
+    async def traces(request):
+        received.append(await request.read())
+        return web.Response()
+    collector = web.Application()
+    collector.router.add_post("/v1/traces", traces)
+    runner = web.AppRunner(collector)
+    await runner.setup()
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{port}"
+    from services.runtime import process
+    process.start("mfa-test", "WARNING")
+    from services.runtime.web import health_routes, new_registry, observe
+    app, registry = web.Application(), new_registry()
+    observe(app, registry)
+    app.add_routes(health_routes(lambda _: {}, lambda _: registry))
+    client = TestClient(TestServer(app))
+    await client.start_server()
+    assert (await client.get("/healthz")).status == 200
+    await client.close()
+    from opentelemetry import trace
+    await asyncio.to_thread(trace.get_tracer_provider().force_flush)
+    await runner.cleanup()
+    print(len(received))
+
+asyncio.run(main())
+"""
+
+
+def test_with_an_otlp_endpoint_requests_are_traced_there() -> None:
+    """Only where the `otel` extra is installed (CI installs the test tools alone)."""
+    pytest.importorskip("opentelemetry.sdk")
+    pytest.importorskip("opentelemetry.instrumentation.aiohttp_server")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    result = subprocess.run([sys.executable, "-c", OTEL_PROBE], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert int(result.stdout.strip()) >= 1  # the span of GET /healthz reached the collector
