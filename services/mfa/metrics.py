@@ -125,6 +125,8 @@ class LogFollowers(Collector):
         self.ages: dict[int, float] = {}  # position -> age of the next event, seconds
 
     async def sample(self) -> None:
+        if not self.views and self.relay is None:
+            return  # `mfa api`: no lag of its own to report
         service = self.service
         try:
             head = await service.call(service.app.recorder.max_notification_id) or 0

@@ -32,6 +32,7 @@ from tests.conftest import (
     SECRET_KEY,
     Api,
     FrozenClock,
+    Org,
     create_user,
     enable_two_factor,
     totp_code,
@@ -81,7 +82,7 @@ async def test_a_request_id_is_kept_when_sane_and_made_otherwise(admin: Api) -> 
 
 
 async def test_a_login_can_be_followed_by_its_request_id_without_its_password(
-        admin: Api, new_browser: NewBrowser, service: Service, clock: FrozenClock,
+        admin: Api, new_browser: NewBrowser, service: Service, clock: FrozenClock, org: Org,
         logs: Callable[[], list[dict[str, Any]]]) -> None:
     user = await create_user(admin, password="pass-word-never-logged")
     browser = await new_browser()
@@ -116,9 +117,12 @@ async def test_a_login_can_be_followed_by_its_request_id_without_its_password(
     by_type = {type(event).__name__: event.request_id for event in events}
     assert by_type["PasswordAccepted"] == "login-step-1"
     assert by_type["TotpAccepted"] == "login-step-2"
-    # Events of the command line have none.
-    created = await service.call(service.app.mfa, UUID(user["user_id"]))
-    assert created is not None
+    assert by_type["MfaCreated"] is not None  # the admin's request that created the user
+    # Events of no request (the command line; here the fixture's organization) have none.
+    admin_events = await service.call(lambda: list(service.app.events.get(
+        mfa_id(UUID(org.admin_id)))))
+    assert type(admin_events[0]).__name__ == "MfaCreated"
+    assert admin_events[0].request_id is None
 
 
 async def _logged_in(browser: Api, user: dict[str, Any]) -> Api:
