@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import signal
 import socket
@@ -41,6 +42,7 @@ from services.mfa.http.context import SERVICE
 from services.mfa.public_events import is_public
 from services.mfa.relay import Relay
 from services.notifier.app import NOTIFIER, create_notifier_app
+from services.runtime.logs import RequestIdFilter
 from tests.conftest import (
     FAST_PASSWORDS,
     SECRET_KEY,
@@ -370,6 +372,34 @@ async def test_banner_reaches_sockets_on_two_notifier_instances(
             assert (await next_banner(ws))["show"] is False
     for server in (first, second):
         assert server.app[NOTIFIER].duplicates == 0
+
+
+async def test_a_request_id_goes_from_the_admins_save_to_the_notifiers_push(
+        stack: Stack, relay: Relay, notifiers: NotifierFactory,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Through PostgreSQL, the relay, RabbitMQ (the message's request_id header) and a
+    standalone notifier: its log line of the push carries the admin's request id, and its
+    /metrics count the socket and the push."""
+    caplog.set_level(logging.INFO)
+    caplog.handler.addFilter(RequestIdFilter())
+    notifier = await notifiers()
+    user, browser = await logged_in_user(stack)
+    async with open_socket(notifier, session_token(browser)) as ws:
+        assert (await next_banner(ws))["show"] is False
+        status, body = await stack.admin.call(
+            "PATCH", f"/api/admin/users/{user['user_id']}", {"two_factor_required": True},
+            headers={"X-Request-Id": "admin-save-over-rabbitmq"})
+        assert status == 200, body
+        assert (await next_banner(ws))["show"] is True
+        async with aiohttp.ClientSession() as client, \
+                client.get(notifier.make_url("/metrics")) as response:
+            text = await response.text()
+    pushes = [r for r in caplog.records if r.getMessage().startswith("pushed a banner")
+              and getattr(r, "user_id", None) == user["user_id"]]
+    assert [(r.request_id, r.event) for r in pushes] == [  # type: ignore[attr-defined]
+        ("admin-save-over-rabbitmq", "RequirementSet")]
+    assert "mfa_notifier_open_websockets 1.0" in text
+    assert 'mfa_notifier_pushes_total{kind="banner"} 1.0' in text
 
 
 async def test_notifier_refuses_anonymous_and_foreign_sockets(
