@@ -85,8 +85,9 @@ class MfaMetrics:
             self.password_steps.labels("right").inc()
 
     @contextlib.contextmanager
-    def second_factor(self, code: str) -> Iterator[None]:
-        factor = "totp" if len(code) == 6 else "recovery_code"
+    def second_factor(self, factor: str) -> Iterator[None]:
+        """`factor`: what the user gave (`totp`, `recovery_code`; a new factor is a new
+        label value)."""
         try:
             yield
         except InvalidCode as error:

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from services.mfa.adapters.device_cookies import COOKIE as DEVICE_COOKIE
 from services.mfa.application import LoginStep
+from services.mfa.domain import totp
 from services.mfa.domain.account import normalize_email
 from services.mfa.domain.session_states import OPENS_WINDOW
 from services.mfa.http.auth import (
@@ -52,7 +53,7 @@ async def second_factor(request: web.Request) -> web.Response:
     session = await require(request, "second_factor")
     code = CodeBody.model_validate(await read_json(request)).code
     # A TOTP code changes no view a client reads; a recovery code changes the count left.
-    with service.metrics.second_factor(code):
+    with service.metrics.second_factor("totp" if len(code) == totp.DIGITS else "recovery_code"):
         written = await service.command(
             partial(service.app.verify_second_factor, session.user_id, code,
                     client_address(request)),
