@@ -25,7 +25,7 @@ from typing import Any
 import psycopg
 from argon2 import PasswordHasher
 
-from contracts.bus import InProcessBus
+from services.messaging.bus import InProcessBus
 from services.mfa.adapters.passwords import Passwords
 from services.mfa.audit import history
 from services.mfa.bootstrap import Service, build_service, close_service

@@ -26,8 +26,8 @@ import psycopg
 from aiohttp import web
 from argon2 import PasswordHasher
 
-from contracts.bus import RabbitBus
 from contracts.events import PublicEvent
+from services.messaging.bus import RabbitBus
 from services.mfa.adapters.passwords import Passwords
 from services.mfa.bootstrap import build_service, close_service
 from services.mfa.config import Settings
@@ -144,7 +144,8 @@ async def main() -> None:
                "MFA_NOTIFIER_PORT": str(notifier_port)}
         for command in ("projector", "relay", "notifier"):
             processes.append(await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "services.mfa.cli", command, env=env,
+                sys.executable, "-m", "services.mfa.cli", command,
+                env={**env, "MFA_HEALTH_PORT": str(free_port())},
                 stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL))
         notifier = processes[-1]
         await wait_http(f"http://127.0.0.1:{notifier_port}/readyz")

@@ -397,7 +397,7 @@ async def measure_processes(url: str, var_dir: Path, count: int,
     mfa = str(Path(sys.executable).parent / "mfa")
     ports = [free_port() for _ in range(processes)]
     started = [await asyncio.create_subprocess_exec(
-        mfa, command, env={**env, "MFA_PORT": str(port)},
+        mfa, command, env={**env, "MFA_PORT": str(port), "MFA_HEALTH_PORT": str(port)},
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
         for command, port in [("projector", free_port()), *(("api", p) for p in ports)]]
     try:

@@ -15,9 +15,9 @@ start() { "$@" & pids+=($!); }
 trap 'kill -TERM "${pids[@]}" 2>/dev/null; wait' INT TERM EXIT
 start env MFA_PORT=8080 "$MFA" api
 start env MFA_PORT=8082 MFA_DEMO=0 "$MFA" api
-start "$MFA" projector
-start "$MFA" relay
-start "$MFA" relay   # the standby: takes over when the leader dies
+start env MFA_HEALTH_PORT=8090 "$MFA" projector    # /healthz, /readyz, /metrics
+start env MFA_HEALTH_PORT=8091 "$MFA" relay
+start env MFA_HEALTH_PORT=8092 "$MFA" relay   # the standby: takes over when the leader dies
 start env MFA_NOTIFIER_PORT=8081 "$MFA" notifier
 start env MFA_NOTIFIER_PORT=8083 "$MFA" notifier
 wait

@@ -36,6 +36,7 @@ from services.mfa.domain.errors import (
 from services.mfa.domain.lockout import LockoutPolicy
 from services.mfa.domain.mfa import MFA, REQUIRED_BY_ADMIN, REQUIRED_BY_POLICY, mfa_id
 from services.mfa.domain.session_states import State, Step
+from services.runtime import request_id as request_ids
 
 T = TypeVar("T")
 A = TypeVar("A", bound=Aggregate)
@@ -134,7 +135,7 @@ class MfaApplication(Application[UUID]):
     ) -> Written:
         now = self.clock.now()
         org = Organization._create(Organization.OrganizationCreated, name=name, actor=by,
-                                   timestamp=now)
+                                   timestamp=now, request_id=request_ids.current())
         account, index, mfa = self._new_user(org.id, admin_email, admin_name, "admin",
                                              admin_password_hash, None, by, now)
         position = self._save_new(org, account, index, mfa)
@@ -467,11 +468,12 @@ class MfaApplication(Application[UUID]):
         account = Account._create(
             Account.AccountCreated, id=user_id, user_id=user_id, org_id=org_id, actor=by,
             email=email, name=name, role=role, password_hash=password_hash,
-            timestamp=now,
+            timestamp=now, request_id=request_ids.current(),
         )
         index = EmailIndex._create(EmailIndex.EmailClaimed, id=EmailIndex.id_for(email),
-                                   user_id=user_id, timestamp=now)
+                                   user_id=user_id, timestamp=now,
+                                   request_id=request_ids.current())
         mfa = MFA._create(MFA.MfaCreated, id=mfa_id(user_id), user_id=user_id, org_id=org_id,
                           actor=by, required=required_by is not None, required_by=required_by,
-                          timestamp=now)
+                          timestamp=now, request_id=request_ids.current())
         return account, index, mfa

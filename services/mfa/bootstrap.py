@@ -1,10 +1,27 @@
-"""The composition root: builds the service on the configured store (SQLite or PostgreSQL)."""
+"""The composition root of the MFA service: every process is put together here, top to bottom.
+
+1. `build_service`: the adapters on the configured store (SQLite or PostgreSQL) and bus (RabbitMQ
+   or in-process), the use cases on them, the views and the relay; `close_service` undoes it.
+2. `running`: the background work a process runs (projections, relay, session purge).
+3. The processes, each from its settings:
+   - `mfa serve` / `mfa api`: `api_service`, the resources of the HTTP app
+     (services/mfa/http/app.py `create_app` holds its routes and middlewares): the service, the
+     notifier in-process under `mfa serve`, the background work;
+   - `mfa projector` / `mfa relay`: `follow`, with /healthz, /readyz and /metrics on
+     MFA_HEALTH_PORT;
+   - the one-shot commands (`mfa create-org`, `mfa support`, `mfa audit`): `application_only`.
+   `mfa notifier` is the notifier's own (services/notifier/main.py).
+Each process starts with JSON logs and optional tracing (services/runtime/process.py), and has
+a Prometheus registry of its own, kept by the service (`Service.metrics`).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
+import signal
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -12,8 +29,10 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 import asyncpg
+from prometheus_client import CollectorRegistry
 
-from contracts.bus import Bus, InProcessBus, RabbitBus
+from services.messaging.bus import Bus, InProcessBus, RabbitBus
+from services.mfa import readiness
 from services.mfa.adapters import sessions as session_tables
 from services.mfa.adapters import throttle as throttle_tables
 from services.mfa.adapters.database import Database, PostgresDatabase, SqliteDatabase
@@ -30,6 +49,7 @@ from services.mfa.domain.clock import Clock, SystemClock
 from services.mfa.domain.lockout import LockoutPolicy
 from services.mfa.log_follower import LogFollower, create_tracking, follow_while_leading
 from services.mfa.logins import Logins, PasswordPolicies
+from services.mfa.metrics import MfaMetrics
 from services.mfa.policy import PolicyEnforcer
 from services.mfa.projections import user_state
 from services.mfa.projections.audit_log import AuditLogProjection
@@ -44,6 +64,15 @@ from services.mfa.projections.runner import (
 from services.mfa.projections.user_state import UserStateProjection
 from services.mfa.projections.users_grid import UsersGridProjection
 from services.mfa.relay import Relay
+from services.notifier.live_sessions import LiveSessions
+from services.notifier.metrics import NotifierMetrics
+from services.notifier.notices import Notifier
+from services.notifier.websocket import (
+    Authenticate,
+    check_sessions_periodically,
+    refresh_all,
+)
+from services.runtime.web import health_routes, health_server, new_registry
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -68,6 +97,7 @@ class Service:
     throttle: PasswordThrottle
     devices: DeviceCookies
     policy: PolicyEnforcer
+    metrics: MfaMetrics = field(default_factory=lambda: MfaMetrics(new_registry()))
     store: StoreGuard = field(init=False)
     logins: Logins = field(init=False)
     _user_locks: dict[UUID, asyncio.Lock] = field(default_factory=dict)
@@ -88,8 +118,10 @@ class Service:
     async def call(self, fn: Callable[..., T], *args: Any, within: float | None = -1.0) -> T:
         """Runs a synchronous call of the eventsourcing application off the event loop, within
         MFA_STORE_TIMEOUT_SECONDS (`within`: another bound, None for none): past it, or while
-        the store is known to be away, StoreUnavailable (503)."""
-        return await self.store.call(self.executor, fn, *args, within=within)
+        the store is known to be away, StoreUnavailable (503). In this context, so the store
+        thread sees the request id (the events record it)."""
+        context = contextvars.copy_context()
+        return await self.store.call(self.executor, context.run, fn, *args, within=within)
 
     async def command(self, fn: Callable[..., Written], *args: Any,
                       user_id: UUID | None = None, settle: bool = True) -> Written:
@@ -155,8 +187,10 @@ async def connect_bus(settings: Settings) -> Bus:
 
 async def build_service(settings: Settings, *, clock: Clock | None = None,
                         passwords: Passwords | None = None, bus: Bus | None = None,
-                        command_timeout: float | None = 30.0) -> Service:
-    """`command_timeout` bounds each read-side statement (None: no bound, for maintenance)."""
+                        command_timeout: float | None = 30.0,
+                        registry: CollectorRegistry | None = None) -> Service:
+    """`command_timeout` bounds each read-side statement (None: no bound, for maintenance);
+    `registry`: the process's (or the app's) Prometheus registry, new if not given."""
     clock = clock or SystemClock()
     location = StoreLocation.parse(settings.database_url)
     executor = ThreadPoolExecutor(EXECUTOR_THREADS, thread_name_prefix="mfa-store")
@@ -202,7 +236,8 @@ async def build_service(settings: Settings, *, clock: Clock | None = None,
     devices = DeviceCookies(derive_key(settings.secret_key, "device-cookies"),
                             settings.device_cookie_max_age_seconds)
     return Service(settings, app, db, sessions, runners, views, relay, bus,
-                   executor, clock, hashing, throttle, devices, policy)
+                   executor, clock, hashing, throttle, devices, policy,
+                   MfaMetrics(registry or new_registry()))
 
 
 @contextlib.asynccontextmanager
@@ -266,6 +301,8 @@ async def running(service: Service, *, projections: bool = False, relay: bool = 
     followers: list[LogFollower] = [service.views, service.policy] if projections else []
     if relay:
         followers.append(service.relay)
+    service.metrics.watch(service, service.projections if projections else [],
+                          service.relay if relay else None)
     db = service.db
     leadership = Leadership(db, "relay") if relay and isinstance(db, PostgresDatabase) else None
     runs = [asyncio.create_task(
@@ -316,3 +353,90 @@ async def running(service: Service, *, projections: bool = False, relay: bool = 
             for task in [*runs, *tasks]:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+
+
+# ---- the processes ------------------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def api_service(settings: Settings, *, embedded: bool, registry: CollectorRegistry,
+                      live: LiveSessions, authenticate: Authenticate,
+                      clock: Clock | None = None, passwords: Passwords | None = None,
+                      bus: Bus | None = None) -> AsyncIterator[Service]:
+    """What the HTTP app of `mfa serve` (`embedded`) or `mfa api` runs while it serves: the
+    service, and under `mfa serve` the notifier (`live`: the sockets of its `/ws`) and the
+    projections and relay too; under `mfa api` only the session purge."""
+    service = await build_service(settings, clock=clock, passwords=passwords, bus=bus,
+                                  registry=registry)
+    try:
+        if embedded:
+            async with embedded_notifier(service, live, authenticate), \
+                    running(service, projections=True, relay=True, sessions=True):
+                yield service
+        else:
+            async with running(service, sessions=True):
+                yield service
+    finally:
+        await close_service(service)
+
+
+@contextlib.asynccontextmanager
+async def embedded_notifier(service: Service, live: LiveSessions,
+                            authenticate: Authenticate) -> AsyncIterator[Notifier]:
+    """The notifier inside `mfa serve`, on the service's own bus; `authenticate` checks a
+    socket's session against the session store directly (services/mfa/http/live.py)."""
+    notifier = Notifier(live)
+    collector = NotifierMetrics(live, notifier)
+    service.metrics.registry.register(collector)
+    await service.bus.subscribe(notifier.handle)
+    if isinstance(service.bus, RabbitBus):
+        service.bus.on_reconnect(lambda: refresh_all(live, authenticate))
+    checks = asyncio.create_task(check_sessions_periodically(
+        live, authenticate, service.settings.socket_check_seconds))
+    try:
+        yield notifier
+    finally:
+        checks.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await checks
+        await live.close_all()
+        service.metrics.registry.unregister(collector)
+
+
+PROJECTOR_HEALTH_PORT, RELAY_HEALTH_PORT = 8090, 8091
+
+
+async def follow(settings: Settings, *, projections: bool, relay: bool) -> int:
+    """`mfa projector` / `mfa relay`: follow the log until SIGTERM or SIGINT, answering
+    /healthz, /readyz and /metrics on MFA_HEALTH_PORT (by default 8090 for the projector, 8091
+    for the relay)."""
+    registry = new_registry()
+    service = await build_service(settings, registry=registry)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    for follower in service.followers:
+        follower.idle_poll_seconds = 0.1  # other processes write: poll the log often
+    what = "projections" if projections else "relay"
+    port = settings.health_port or (PROJECTOR_HEALTH_PORT if projections else RELAY_HEALTH_PORT)
+    routes = health_routes(lambda _: readiness.checks(service, bus=relay), lambda _: registry,
+                           refresh=lambda _: service.metrics.sample())
+    try:
+        async with running(service, projections=projections, relay=relay), \
+                health_server(settings.host, port, routes, registry):
+            log.info("mfa %s following the event log; health on http://%s:%d", what,
+                     settings.host, port)
+            print(f"mfa {what} following the event log", flush=True)
+            await stop.wait()
+    finally:
+        await close_service(service)
+    print(f"mfa {what} stopped", flush=True)
+    return 0
+
+
+def application_only(settings: Settings) -> MfaApplication:
+    """The event-sourced application alone: what the support and audit commands need (no
+    views, no bus: a running projector and relay pick their events up from the log)."""
+    return MfaApplication(StoreLocation.parse(settings.database_url).eventsourcing_env(
+        settings.secret_key), issuer=settings.issuer)

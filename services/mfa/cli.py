@@ -1,12 +1,12 @@
-"""The `mfa` command (SPEC section 4, command line)."""
+"""The `mfa` command (SPEC section 4, command line): reads the settings, starts the process's
+logs, and hands over to what the command runs, as the composition root (bootstrap.py) puts
+it together."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import getpass
-import logging
-import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -16,19 +16,19 @@ from uuid import UUID
 import orjson
 from aiohttp import web
 
-from contracts.bus import InProcessBus
-from services.mfa.adapters.event_store import StoreLocation
+from services.messaging.bus import InProcessBus
 from services.mfa.adapters.passwords import Passwords
 from services.mfa.application import MfaApplication, actor
 from services.mfa.audit import history
-from services.mfa.bootstrap import build_service, close_service, running
+from services.mfa.bootstrap import application_only, build_service, close_service, follow
 from services.mfa.config import ConfigError, Settings
 from services.mfa.domain.errors import AccountNotFound, EmailAlreadyUsed
 from services.mfa.http.app import create_app
 from services.mfa.http.audit import parse_instant
 from services.mfa.http.errors import ApiError
 from services.mfa.projections.runner import rebuild_all
-from services.notifier.app import create_notifier_app
+from services.notifier import main as notifier
+from services.runtime import process
 
 DEMO_ORGANIZATION = "Demo Organization"
 DEMO_LOGINS = (
@@ -58,16 +58,9 @@ def _demo(app: MfaApplication) -> None:
                         actor("system", "demo"))
 
 
-def _application(settings: Settings) -> MfaApplication:
-    """The event-sourced application alone: what the support and audit commands need (no
-    views, no bus: a running projector and relay pick their events up from the log)."""
-    return MfaApplication(StoreLocation.parse(settings.database_url).eventsourcing_env(
-        settings.secret_key), issuer=settings.issuer)
-
-
 def _create_org(settings: Settings, name: str, admin_email: str, admin_name: str,
                 admin_password: str, operator: str) -> int:
-    app = _application(settings)
+    app = application_only(settings)
     try:
         org_id, _ = app.create_organization(name, admin_email, admin_name,
                                             Passwords().hash(admin_password),
@@ -82,7 +75,7 @@ def _create_org(settings: Settings, name: str, admin_email: str, admin_name: str
 
 
 def _reset_two_factor(settings: Settings, email: str, operator: str) -> int:
-    app = _application(settings)
+    app = application_only(settings)
     try:
         app.support_reset(email, operator)
     except AccountNotFound:
@@ -94,26 +87,6 @@ def _reset_two_factor(settings: Settings, email: str, operator: str) -> int:
     return 0
 
 
-async def _follow(settings: Settings, *, projections: bool, relay: bool) -> int:
-    """`mfa projector` / `mfa relay`: follow the log until SIGTERM or SIGINT."""
-    service = await build_service(settings)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    for follower in service.followers:
-        follower.idle_poll_seconds = 0.1  # other processes write: poll the log often
-    what = "projections" if projections else "relay"
-    try:
-        async with running(service, projections=projections, relay=relay):
-            print(f"mfa {what} following the event log", flush=True)
-            await stop.wait()
-    finally:
-        await close_service(service)
-    print(f"mfa {what} stopped", flush=True)
-    return 0
-
-
 def _export(settings: Settings, org: str | None, since: str | None) -> int:
     try:
         org_id = UUID(org) if org else None
@@ -121,7 +94,7 @@ def _export(settings: Settings, org: str | None, since: str | None) -> int:
     except (ValueError, ApiError):
         print("mfa: --org takes an organization id, --since an ISO 8601 time", file=sys.stderr)
         return 2
-    app = _application(settings)
+    app = application_only(settings)
     try:
         out = sys.stdout.buffer
         for record in history(app, org_id=org_id, since=since_at):
@@ -184,20 +157,6 @@ async def _status(settings: Settings) -> int:
     return 1 if failures else 0
 
 
-def _notifier(settings: Settings) -> int:
-    if not settings.amqp_url:
-        print("mfa: mfa notifier needs MFA_AMQP_URL (under mfa serve the notifier runs in-process)",
-              file=sys.stderr)
-        return 2
-    app = create_notifier_app(amqp_url=settings.amqp_url, exchange=settings.amqp_exchange,
-                              api_urls=settings.api_urls, allowed_origins=settings.allowed_origins,
-                              public_url=settings.public_url,
-                              check_seconds=settings.socket_check_seconds)
-    print(f"mfa notifier listening on http://{settings.host}:{settings.notifier_port}", flush=True)
-    web.run_app(app, host=settings.host, port=settings.notifier_port, print=None)
-    return 0
-
-
 def _serve(settings: Settings, *, embedded: bool = True) -> int:
     app = create_app(settings, embedded=embedded)
 
@@ -214,8 +173,8 @@ def _serve(settings: Settings, *, embedded: bool = True) -> int:
                 print(f"  {role:<6} {email}  password: {password}", flush=True)
 
     app.on_startup.append(announce)
-    web.run_app(app, host=settings.host, port=settings.port, print=None,
-                access_log_format='%a "%r" %s %b %Tf')
+    # One JSON access line per request comes from services/runtime/web.py, with its request id.
+    web.run_app(app, host=settings.host, port=settings.port, print=None, access_log=None)
     return 0
 
 
@@ -254,21 +213,21 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    if args.command == "notifier":
+        return notifier.main()  # its own settings: it needs none of the service's
     try:
         settings = Settings.from_env()
     except ConfigError as e:
         print(f"mfa: {e}", file=sys.stderr)
         return 2
+    process.start(f"mfa-{args.command}", settings.log_level)
     if args.command == "serve":
         return _serve(settings)
     if args.command == "api":
         return _serve(settings, embedded=False)
     if args.command in ("projector", "relay"):
-        return asyncio.run(_follow(settings, projections=args.command == "projector",
-                                   relay=args.command == "relay"))
-    if args.command == "notifier":
-        return _notifier(settings)
+        return asyncio.run(follow(settings, projections=args.command == "projector",
+                                  relay=args.command == "relay"))
     if args.command == "audit":
         return _export(settings, args.org, args.since)
     if args.command == "projections":

@@ -69,7 +69,7 @@ class Logins:
             self._login_limits(email, address, device), password,
             lambda: self._call(self._app.account_for_login, email), returning=device is not None)
         if account is None:
-            raise InvalidCredentials()
+            raise InvalidCredentials(failure.locked_until if failure else None)
         return await self._record(account.id, "login", address, failure)
 
     async def reauthenticate(self, user_id: UUID, session_id: str, password: str,

@@ -15,8 +15,8 @@ from uuid import UUID
 
 from eventsourcing.persistence import Notification
 
-from contracts.bus import Bus
 from contracts.events import PublicEvent, UserState
+from services.messaging.bus import Bus
 from services.mfa.adapters.database import Database
 from services.mfa.application import MfaApplication
 from services.mfa.domain.mfa import MFA, mfa_id
@@ -82,18 +82,25 @@ class Relay(LogFollower):
         self.bus = bus
         self.states = UserStates(app, db)
         self.published = 0
+        self.publish_failures = 0
 
     async def handle(self, notifications: Sequence[Notification], start: int) -> bool:
         # A broker that is away (or reconnecting) fails the batch at once, rather than after
         # a publish timeout; the bus's reconnection resumes the relay (bootstrap.running).
         await self.bus.ping()
         events: list[PublicEvent] = []
+        request_ids: list[str | None] = []  # each event's, into its message's headers
         for notification in notifications:
             event = self.app.mapper.to_domain_event(notification)
             if is_public(event):
                 events.append(to_public(event, notification.id,
                                         await self.states.after(event, notification.id)))
-        await self.bus.publish(events)
+                request_ids.append(getattr(event, "request_id", None))
+        try:
+            await self.bus.publish(events, request_ids)
+        except Exception:
+            self.publish_failures += 1  # the follower retries the batch
+            raise
         self.published += len(events)
         moved = await self.db.execute(MOVE_POSITION, notifications[-1].id, self.name, start)
         return moved == 1

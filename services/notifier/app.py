@@ -15,9 +15,11 @@ from collections.abc import AsyncIterator, Collection, Sequence
 
 import aiohttp
 from aiohttp import web
+from prometheus_client import CollectorRegistry
 
-from contracts.bus import Bus, RabbitBus
+from services.messaging.bus import Bus, RabbitBus
 from services.notifier.live_sessions import LiveSessions
+from services.notifier.metrics import NotifierMetrics
 from services.notifier.notices import Notifier
 from services.notifier.session_check import ApiSessionCheck
 from services.notifier.websocket import (
@@ -26,6 +28,7 @@ from services.notifier.websocket import (
     refresh_all,
     websocket_handler,
 )
+from services.runtime.web import health_routes, new_registry, observe
 
 log = logging.getLogger(__name__)
 LIVE = web.AppKey("live", LiveSessions)
@@ -33,16 +36,20 @@ NOTIFIER = web.AppKey("notifier", Notifier)
 BUS = web.AppKey("bus", Bus)
 CLIENT = web.AppKey("client", aiohttp.ClientSession)
 SESSION_CHECK = web.AppKey("session_check", ApiSessionCheck)
+REGISTRY = web.AppKey("registry", CollectorRegistry)
 
 
 def create_notifier_app(*, amqp_url: str, exchange: str, api_urls: Sequence[str],
                         allowed_origins: Collection[str] = (), public_url: str = "",
                         check_seconds: float = 60) -> web.Application:
     app = web.Application()
+    registry = app[REGISTRY] = new_registry()  # this app's own: tests run several at once
+    observe(app, registry)  # request ids, access lines, latency
     live = LiveSessions()
     notifier = Notifier(live)
     app[LIVE] = live
     app[NOTIFIER] = notifier
+    registry.register(NotifierMetrics(live, notifier))
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         client = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5))
@@ -70,16 +77,6 @@ def create_notifier_app(*, amqp_url: str, exchange: str, api_urls: Sequence[str]
     async def authenticate(token: str) -> Viewer | None:
         return await app[SESSION_CHECK](token)
 
-    async def healthz(request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok", "sockets": live.count()})
-
-    async def readyz(request: web.Request) -> web.Response:
-        try:
-            await request.app[BUS].ping()
-        except ConnectionError as e:
-            return web.json_response({"ready": False, "checks": {"bus": str(e)}}, status=503)
-        return web.json_response({"ready": True, "checks": {"bus": "ok"}})
-
     async def close_sockets(_: web.Application) -> None:
         await live.close_all()  # before aiohttp waits for the socket handlers to end
 
@@ -87,6 +84,7 @@ def create_notifier_app(*, amqp_url: str, exchange: str, api_urls: Sequence[str]
     app.cleanup_ctx.append(resources)
     app.router.add_get("/ws", websocket_handler(live, authenticate, allowed_origins,
                                                 public_url))
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
+    # Ready: the bus is connected (no database: sessions are checked through the API).
+    app.add_routes(health_routes(lambda request: {"bus": request.app[BUS].ping},
+                                 lambda _: registry, about=lambda _: {"sockets": live.count()}))
     return app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict
 from typing import Any, cast
 
@@ -15,6 +16,8 @@ from contracts.events import (
 )
 from contracts.shown_state import ShownState
 from services.notifier.live_sessions import LiveSessions
+
+log = logging.getLogger(__name__)
 
 # The events that can change whether the banner shows.
 BANNER_EVENTS = frozenset({"MfaCreated", "TotpConfirmed", "ResetByAdmin", "TwoFactorDisabled",
@@ -46,6 +49,9 @@ class Notifier:
         self._positions: OrderedDict[str, int] = OrderedDict()
         self.handled = 0
         self.duplicates = 0
+        # Messages sent to open pages, by kind, and pages closed because their session ended.
+        self.pushed = {"banner": 0, "notice": 0}
+        self.closed = 0
 
     def _remember(self, table: OrderedDict[str, Any], key: str, value: Any) -> None:
         table[key] = value
@@ -61,7 +67,11 @@ class Notifier:
         self.handled += 1
         if message["type"] == SESSION_ENDED:
             ended = cast("SessionEnded", message)
-            await self.live.end_session(ended["user_id"], ended["session_id"])
+            closed = await self.live.end_session(ended["user_id"], ended["session_id"])
+            self.closed += closed
+            if closed:
+                log.info("closed %d open pages: session ended (%s)", closed, ended["reason"],
+                         extra={"user_id": ended["user_id"], "sockets": closed})
             return
         event = cast("PublicEvent", message)
         user_id = event["user_id"]
@@ -72,11 +82,21 @@ class Notifier:
             last = self._positions.get(user_id)
             if last is None or event["position"] > last:
                 self._remember(self._positions, user_id, event["position"])
-                await self.live.send_banner(user_id, banner_message(state, event["position"]))
+                self._pushed("banner", event, await self.live.send_banner(
+                    user_id, banner_message(state, event["position"])))
         notice = notice_for(event)
         if notice is not None:
-            await self.live.send(user_id, {
+            self._pushed("notice", event, await self.live.send(user_id, {
                 "type": "notice", "event": event["type"], "message": notice,
                 "occurred_at": event["occurred_at"],
                 "banner": state is not None and state.banner,
-            })
+            }))
+
+    def _pushed(self, kind: str, event: PublicEvent, sockets: int) -> None:
+        """Logged with the request id the message came with: one login or admin save can be
+        followed from its HTTP request to this push."""
+        if sockets:
+            self.pushed[kind] += sockets
+            log.info("pushed a %s to %d open pages", kind, sockets, extra={
+                "event": event["type"], "event_id": event["id"], "user_id": event["user_id"],
+                "position": event["position"], "sockets": sockets})

@@ -18,8 +18,8 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.utils import get_topic, resolve_topic
 
-from contracts.bus import InProcessBus
 from contracts.events import PublicEvent
+from services.messaging.bus import InProcessBus
 from services.mfa.adapters.event_store import StoreLocation
 from services.mfa.application import MfaApplication
 from services.mfa.bootstrap import Service, build_service, close_service

@@ -31,8 +31,8 @@ import pyotp
 import pytest
 from aiohttp import ClientWebSocketResponse, WSMsgType
 
-from contracts.bus import InProcessBus
 from contracts.http import SESSION_COOKIE
+from services.messaging.bus import InProcessBus
 from services.mfa.bootstrap import build_service, close_service
 from services.mfa.config import Settings
 from tests.conftest import FAST_PASSWORDS, SECRET_KEY

@@ -18,7 +18,6 @@ import orjson
 import pytest
 import yaml
 
-from contracts.bus import InProcessBus, encode
 from contracts.events import (
     DEFAULT_EXCHANGE,
     EVENT_TYPES,
@@ -30,6 +29,7 @@ from contracts.events import (
     UserState,
     routing_key,
 )
+from services.messaging.bus import InProcessBus, encode
 from services.mfa.bootstrap import Service
 from services.mfa.log_follower import create_tracking
 from services.mfa.public_events import event_type, is_public, next_state
@@ -220,6 +220,8 @@ def test_routing_keys_and_amqp_properties() -> None:
     assert message.message_id == event["id"]
     assert message.type == "RequirementSet"
     assert message.headers == {"schema_version": SCHEMA_VERSION}
+    assert encode(event, "req-1").headers == {"schema_version": SCHEMA_VERSION,
+                                               "request_id": "req-1"}
     assert message.content_type == "application/json"
     assert message.delivery_mode is not None and message.delivery_mode.value == 2
     assert orjson.loads(message.body) == event

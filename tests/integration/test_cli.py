@@ -167,3 +167,15 @@ async def test_create_org_refuses_a_short_password(tmp_path: Path) -> None:
         mfa, "create-org", "--name", "Acme", "--admin-email", "boss@acme.example",
         "--admin-password", "short", env=env)
     assert result.returncode == 2 and "password" in result.stderr and result.stdout == ""
+
+
+def test_serve_with_a_bad_setting_says_which_in_one_line(tmp_path: Path) -> None:
+    """A bad value stops the process at once: one line naming the variable, no traceback."""
+    env = environment(f"sqlite:///{tmp_path / 'mfa.db'}", tmp_path)
+    for name, value in (("MFA_PORT", "eighty"), ("MFA_TRUSTED_PROXIES", "10.0.0.300"),
+                        ("MFA_SECRET_KEY", "short")):
+        result = mfa("serve", env={**env, name: value})
+        assert result.returncode == 2, result
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"mfa: {name}"), result.stderr
+        assert "Traceback" not in result.stderr and result.stdout == ""

@@ -6,7 +6,6 @@ test_attacks.py."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import AsyncIterator
 
 import pytest
@@ -239,8 +238,8 @@ class TestPolicyFromSettings:
 
     @pytest.fixture
     def settings(self, settings: Settings) -> Settings:
-        return dataclasses.replace(settings, lockout_threshold=3, lockout_base_seconds=10,
-                                   lockout_max_seconds=40)
+        return settings.model_copy(update={"lockout_threshold": 3, "lockout_base_seconds": 10,
+                                           "lockout_max_seconds": 40})
 
     async def test_threshold_base_and_cap(self, admin: Api, new_browser: NewBrowser,
                                           clock: FrozenClock) -> None:

@@ -144,7 +144,7 @@ def test_mfa_api_url_takes_several_urls(tmp_path: Path) -> None:
     env = {"MFA_VAR_DIR": str(tmp_path)}
     settings = Settings.from_env(
         {**env, "MFA_API_URL": " http://api-1:8080/, http://api-2:8080 "})
-    assert settings.api_urls == ("http://api-1:8080", "http://api-2:8080")
-    assert Settings.from_env(env).api_urls == ("http://127.0.0.1:8080",)
+    assert settings.api_url == ("http://api-1:8080", "http://api-2:8080")
+    assert Settings.from_env(env).api_url == ("http://127.0.0.1:8080",)
     with pytest.raises(ConfigError, match="MFA_API_URL"):
         Settings.from_env({**env, "MFA_API_URL": "http://api-1:8080,api-2:8080"})

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import signal
 import socket
@@ -30,9 +31,9 @@ import pytest
 from aiohttp import ClientWebSocketResponse, WSMsgType
 from aiohttp.test_utils import TestClient, TestServer
 
-from contracts.bus import InProcessBus, RabbitBus
 from contracts.events import SCHEMA_VERSION, SESSION_ENDED, PublicEvent, routing_key
 from contracts.http import SESSION_COOKIE
+from services.messaging.bus import InProcessBus, RabbitBus
 from services.mfa.bootstrap import Service, build_service, close_service, running
 from services.mfa.config import Settings
 from services.mfa.domain.clock import FrozenClock
@@ -41,6 +42,7 @@ from services.mfa.http.context import SERVICE
 from services.mfa.public_events import is_public
 from services.mfa.relay import Relay
 from services.notifier.app import NOTIFIER, create_notifier_app
+from services.runtime.logs import RequestIdFilter
 from tests.conftest import (
     FAST_PASSWORDS,
     SECRET_KEY,
@@ -179,7 +181,9 @@ def check_message(message: aio_pika.abc.AbstractIncomingMessage) -> PublicEvent:
     assert message.routing_key == routing_key(event["type"])
     assert message.type == event["type"]
     assert message.content_type == "application/json"
-    assert message.headers == {"schema_version": SCHEMA_VERSION}
+    # The request that caused it, when there was one (the body is the contract, not this).
+    assert message.headers.get("schema_version") == SCHEMA_VERSION
+    assert set(message.headers) <= {"schema_version", "request_id"}
     assert message.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
     return event
 
@@ -370,6 +374,34 @@ async def test_banner_reaches_sockets_on_two_notifier_instances(
         assert server.app[NOTIFIER].duplicates == 0
 
 
+async def test_a_request_id_goes_from_the_admins_save_to_the_notifiers_push(
+        stack: Stack, relay: Relay, notifiers: NotifierFactory,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Through PostgreSQL, the relay, RabbitMQ (the message's request_id header) and a
+    standalone notifier: its log line of the push carries the admin's request id, and its
+    /metrics count the socket and the push."""
+    caplog.set_level(logging.INFO)
+    caplog.handler.addFilter(RequestIdFilter())
+    notifier = await notifiers()
+    user, browser = await logged_in_user(stack)
+    async with open_socket(notifier, session_token(browser)) as ws:
+        assert (await next_banner(ws))["show"] is False
+        status, body = await stack.admin.call(
+            "PATCH", f"/api/admin/users/{user['user_id']}", {"two_factor_required": True},
+            headers={"X-Request-Id": "admin-save-over-rabbitmq"})
+        assert status == 200, body
+        assert (await next_banner(ws))["show"] is True
+        async with aiohttp.ClientSession() as client, \
+                client.get(notifier.make_url("/metrics")) as response:
+            text = await response.text()
+    pushes = [r for r in caplog.records if r.getMessage().startswith("pushed a banner")
+              and getattr(r, "user_id", None) == user["user_id"]]
+    assert [(r.request_id, r.event) for r in pushes] == [  # type: ignore[attr-defined]
+        ("admin-save-over-rabbitmq", "RequirementSet")]
+    assert "mfa_notifier_open_websockets 1.0" in text
+    assert 'mfa_notifier_pushes_total{kind="banner"} 1.0' in text
+
+
 async def test_notifier_refuses_anonymous_and_foreign_sockets(
         stack: Stack, notifiers: NotifierFactory) -> None:
     notifier = await notifiers()
@@ -420,11 +452,17 @@ async def test_notifier_ignores_duplicates(stack: Stack, notifiers: NotifierFact
         await bus.close()
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def relay_env(settings: Settings) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MFA_")}
     env.update(MFA_DATABASE_URL=settings.database_url, MFA_SECRET_KEY=SECRET_KEY,
                MFA_AMQP_URL=AMQP_URL, MFA_AMQP_EXCHANGE=settings.amqp_exchange,
-               PYTHONUNBUFFERED="1")
+               MFA_HEALTH_PORT=str(free_port()), PYTHONUNBUFFERED="1")
     return env
 
 

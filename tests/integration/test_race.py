@@ -5,7 +5,6 @@ lock (optimistic concurrency alone)."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -32,7 +31,7 @@ THREADS = 20
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
     """Every loser of a race is a wrong (reused) code: keep the lockout out of the way."""
-    return dataclasses.replace(settings, lockout_threshold=1000)
+    return settings.model_copy(update={"lockout_threshold": 1000})
 
 
 def error_code(body: Any) -> str | None:

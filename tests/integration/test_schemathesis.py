@@ -31,6 +31,7 @@ import schemathesis
 import yaml
 from aiohttp import web
 from hypothesis import HealthCheck, settings
+from prometheus_client.parser import text_string_to_metric_families
 from schemathesis import Case, CheckContext, Response
 
 from services.mfa.config import Settings
@@ -290,10 +291,11 @@ def test_every_operation_was_answered_with_success(live_server: LiveServer) -> N
     factor) answered a 2xx at least once (`/metrics` counts answers per route and status)."""
     text = requests.get(f"{live_server.url}/metrics", timeout=30).text
     succeeded = set()
-    for line in text.splitlines():
-        if line.startswith("mfa_http_requests_total{") and 'status="2' in line:
-            method, path = line.split('route="', 1)[1].split('"', 1)[0].split(" ", 1)
-            succeeded.add((method, path))
+    for family in text_string_to_metric_families(text):
+        if family.name == "mfa_http_request_duration_seconds":
+            succeeded |= {(sample.labels["method"], sample.labels["route"])
+                          for sample in family.samples if sample.name.endswith("_count")
+                          and sample.labels["status"] == "2xx" and sample.value > 0}
     documented = {(method.upper(), path) for path, item in CONTRACT["paths"].items()
                   for method in item if method != "parameters" and path != "/ws"}
     assert documented - NEVER_SUCCEEDS - succeeded == set()

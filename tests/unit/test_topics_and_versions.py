@@ -224,3 +224,20 @@ def test_a_version_1_snapshot_is_upcast_as_it_is_decoded() -> None:
         assert _fields(v2, "trusted_devices") == _fields(today, "passkeys", "required_by")
     finally:
         app.close()
+
+
+def test_events_stored_before_request_ids_decode_without_one() -> None:
+    """`request_id` came after v1: an optional field with a default, so the v1 records decode
+    as they are (no upcast, no new class version) and say None; a new record keeps its id."""
+    app = in_memory(GOLDEN)
+    try:
+        old = [app.mapper.to_domain_event(record) for record in GOLDEN.events]
+        assert old and all(getattr(event, "request_id", "missing") is None for event in old)
+        assert not any("request_id" in vars(event) for event in old)
+        new = MFA.TotpAccepted(originator_id=uuid4(), originator_version=3,
+                               timestamp=datetime.now().astimezone(), user_id=uuid4(),
+                               org_id=uuid4(), actor="user:x", step=9, request_id="req-1")
+        again = app.mapper.to_domain_event(app.mapper.to_stored_event(new))
+        assert again.request_id == "req-1"  # type: ignore[attr-defined]
+    finally:
+        app.close()

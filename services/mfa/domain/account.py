@@ -13,8 +13,9 @@ from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
 from eventsourcing.domain import Aggregate
 
 from services.mfa.domain.clock import not_before
-from services.mfa.domain.mfa import UserEvent
+from services.mfa.domain.mfa import RequestId, UserEvent
 from services.mfa.domain.topics import stored_as
+from services.runtime import request_id as request_ids
 
 ROLES = ("client", "admin")
 _EMAIL_NAMESPACE = uuid5(NAMESPACE_URL, "urn:mfa-service:email")
@@ -43,6 +44,7 @@ class Organization(Aggregate):
 
         name: str
         actor: str
+        request_id: str | None = RequestId
 
     def __init__(self, name: str, actor: str) -> None:
         self.name = name
@@ -94,6 +96,7 @@ class Account(Aggregate):
         name: str
         role: str
         password_hash: str
+        request_id: str | None = RequestId
 
     def __init__(self, user_id: UUID, org_id: UUID, actor: str, email: str, name: str,
                  role: str, password_hash: str) -> None:
@@ -108,7 +111,8 @@ class Account(Aggregate):
         if (name, role) != (self.name, self.role):
             self.trigger_event(self.ProfileChanged, timestamp=not_before(now, self.modified_on),
                                user_id=self.user_id,
-                               org_id=self.org_id, actor=actor, name=name, role=role)
+                               org_id=self.org_id, actor=actor, name=name, role=role,
+                               request_id=request_ids.current())
 
     class ProfileChanged(UserEvent):
         TOPIC = "services.mfa.domain.account:Account.ProfileChanged"
@@ -133,6 +137,7 @@ class EmailIndex(Aggregate):
         class_version = 1
 
         user_id: UUID
+        request_id: str | None = RequestId
 
     def __init__(self, user_id: UUID) -> None:
         self.user_id = user_id

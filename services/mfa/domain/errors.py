@@ -10,11 +10,20 @@ class DomainError(Exception):
 
 
 class InvalidCredentials(DomainError):
-    """Wrong email or password."""
+    """Wrong email or password. `locked_until`: the wait this failure started, if it did."""
+
+    def __init__(self, locked_until: datetime | None = None) -> None:
+        super().__init__()
+        self.locked_until = locked_until
 
 
 class InvalidCode(DomainError):
-    """A wrong, expired or already used TOTP or recovery code."""
+    """A wrong, expired or already used TOTP or recovery code. `locked_until`: the wait this
+    failure started, if it did."""
+
+    def __init__(self, locked_until: datetime | None = None) -> None:
+        super().__init__()
+        self.locked_until = locked_until
 
 
 class LockedOut(DomainError):

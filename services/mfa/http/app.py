@@ -1,18 +1,17 @@
-"""The aiohttp application factory of the MFA API."""
+"""The aiohttp application factory of the MFA API: its middlewares and routes. What it runs
+while serving (the service, the in-process notifier, background work) is put together in the
+composition root, services/mfa/bootstrap.py `api_service`."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import time
-from collections import Counter
 from collections.abc import AsyncIterator
 
 from aiohttp import web
+from prometheus_client import CollectorRegistry
 
-from contracts.bus import Bus, RabbitBus
+from services.messaging.bus import Bus
 from services.mfa.adapters.passwords import Passwords
-from services.mfa.bootstrap import build_service, close_service, running
+from services.mfa.bootstrap import api_service
 from services.mfa.config import Settings
 from services.mfa.domain.clock import Clock
 from services.mfa.http import admin, audit, health, login, pages, passkeys, security
@@ -27,16 +26,11 @@ from services.mfa.http.middleware import (
 )
 from services.mfa.http.sessions_ended import PENDING, wait_for_pending
 from services.notifier.live_sessions import LiveSessions
-from services.notifier.notices import Notifier
-from services.notifier.websocket import (
-    Viewer,
-    check_sessions_periodically,
-    refresh_all,
-    websocket_handler,
-)
+from services.notifier.websocket import Viewer, websocket_handler
+from services.runtime.web import new_registry, observe
 
 LIVE = web.AppKey("live", LiveSessions)
-NOTIFIER = web.AppKey("notifier", Notifier)
+REGISTRY = web.AppKey("registry", CollectorRegistry)
 
 
 def create_app(settings: Settings, *, clock: Clock | None = None,
@@ -47,44 +41,25 @@ def create_app(settings: Settings, *, clock: Clock | None = None,
     app = web.Application(
         client_max_size=MAX_BODY_BYTES,
         middlewares=[forwarded_middleware(settings.trusted_proxies), security_headers_middleware,
-                     health.count_requests, error_middleware, csrf_middleware],
+                     error_middleware, csrf_middleware],
     )
-    app[health.REQUESTS] = Counter()
+    registry = app[REGISTRY] = new_registry()  # this app's own: tests run several at once
+    observe(app, registry)  # request ids, access lines, latency: around everything else
     app[PENDING] = set()
-    app[health.STARTED] = time.monotonic()
-
-    live = LiveSessions()
-    app[LIVE] = live
+    live = app[LIVE] = LiveSessions()
 
     async def authenticate(token: str) -> Viewer | None:
         return await session_authenticator(app[SERVICE])(token)
 
     async def service_ctx(app: web.Application) -> AsyncIterator[None]:
-        service = await build_service(settings, clock=clock, passwords=passwords, bus=bus)
-        app[SERVICE] = service
-        try:
-            if embedded:
-                notifier = Notifier(live)
-                app[NOTIFIER] = notifier
-                await service.bus.subscribe(notifier.handle)
-                if isinstance(service.bus, RabbitBus):
-                    service.bus.on_reconnect(lambda: refresh_all(live, authenticate))
-                checks = asyncio.create_task(check_sessions_periodically(
-                    live, authenticate, settings.socket_check_seconds))
-                try:
-                    async with running(service, projections=True, relay=True, sessions=True):
-                        yield
-                finally:
-                    checks.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await checks
-                await live.close_all()
-            else:
-                async with running(service, sessions=True):
-                    yield
-        finally:
-            await wait_for_pending(app)
-            await close_service(service)
+        async with api_service(settings, embedded=embedded, registry=registry, live=live,
+                               authenticate=authenticate, clock=clock, passwords=passwords,
+                               bus=bus) as service:
+            app[SERVICE] = service
+            try:
+                yield
+            finally:
+                await wait_for_pending(app)  # SessionEnded messages, before the bus closes
 
     async def close_sockets(_: web.Application) -> None:
         # Before aiohttp waits for handlers to finish: an open page would hold shutdown ~1 min.
@@ -100,4 +75,3 @@ def create_app(settings: Settings, *, clock: Clock | None = None,
                                                     settings.allowed_origins,
                                                     settings.public_url))
     return app
-

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from services.mfa.adapters.device_cookies import COOKIE as DEVICE_COOKIE
 from services.mfa.application import LoginStep
+from services.mfa.domain import totp
 from services.mfa.domain.account import normalize_email
 from services.mfa.domain.session_states import OPENS_WINDOW
 from services.mfa.http.auth import (
@@ -35,7 +36,8 @@ async def login(request: web.Request) -> web.Response:
     email = normalize_email(body.email)
     device = service.devices.nonce_for(request.cookies.get(DEVICE_COOKIE), email,
                                        service.clock.now())
-    step = await service.logins.login(email, body.password, client_address(request), device)
+    with service.metrics.password_step():
+        step = await service.logins.login(email, body.password, client_address(request), device)
     window = window_end(request) if step.next in OPENS_WINDOW else None
     session = await service.sessions.create(step.user_id, step.next, window,
                                             service.clock.now(), service.devices.binding(email))
@@ -51,10 +53,11 @@ async def second_factor(request: web.Request) -> web.Response:
     session = await require(request, "second_factor")
     code = CodeBody.model_validate(await read_json(request)).code
     # A TOTP code changes no view a client reads; a recovery code changes the count left.
-    written = await service.command(
-        partial(service.app.verify_second_factor, session.user_id, code,
-                client_address(request)),
-        user_id=session.user_id, settle=len(code) != 6)
+    with service.metrics.second_factor("totp" if len(code) == totp.DIGITS else "recovery_code"):
+        written = await service.command(
+            partial(service.app.verify_second_factor, session.user_id, code,
+                    client_address(request)),
+            user_id=session.user_id, settle=len(code) != 6)
     step: LoginStep = written.value
     window = window_end(request) if step.next in OPENS_WINDOW else None
     session = await service.sessions.replace(session, step.next, window, service.clock.now())

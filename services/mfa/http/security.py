@@ -66,8 +66,9 @@ async def reauthenticate(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
     session = await require(request, "done", "setup_2fa", "regenerate_codes")
     password = PasswordBody.model_validate(await read_json(request)).password
-    await service.logins.reauthenticate(session.user_id, session.sid, password,
-                                        client_address(request))
+    with service.metrics.password_step():
+        await service.logins.reauthenticate(session.user_id, session.sid, password,
+                                            client_address(request))
     until = min(window_end(request), session.expires_at)
     session = await service.sessions.replace(session, session.state, until, service.clock.now())
     response = json_response({"window_expires_at": iso(until)})

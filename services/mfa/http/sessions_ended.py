@@ -30,8 +30,11 @@ async def session_ended(request: web.Request, session: Session, reason: str) -> 
         try:
             await service.bus.publish([message])
         except Exception as e:
+            service.metrics.sessions_ended.labels("failed").inc()
             log.warning("SessionEnded not published (%s); notifiers will find out by their "
                         "periodic check", type(e).__name__)
+        else:
+            service.metrics.sessions_ended.labels("published").inc()
 
     pending = request.app[PENDING]
     task = asyncio.create_task(publish())

@@ -4,6 +4,10 @@
 platform's: one durable topic exchange, routing keys `mfa.<event>`, persistent JSON messages with
 the event id as message id, publisher confirms; each subscriber gets its own exclusive queue bound
 to `mfa.#`, so every instance sees every event, and acknowledges a message only after handling it.
+
+Each message may carry the id of the HTTP request that caused it (the `request_id` header, not
+the body: it is no part of the published event); a subscriber handles the message with that id
+current (services/runtime/request_id.py), so its log lines carry it.
 """
 
 from __future__ import annotations
@@ -19,14 +23,19 @@ import orjson
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 
 from contracts.events import DEFAULT_EXCHANGE, SCHEMA_VERSION, BusMessage, routing_key
+from services.runtime import request_id
 
 log = logging.getLogger(__name__)
 Handler = Callable[[BusMessage], Awaitable[None]]
 
 
+RequestIds = Sequence[str | None] | None
+
+
 class Bus(Protocol):
-    async def publish(self, events: Sequence[BusMessage]) -> None:
-        """Returns once every event is safely with the bus (confirmed by the broker)."""
+    async def publish(self, events: Sequence[BusMessage], request_ids: RequestIds = None) -> None:
+        """Returns once every event is safely with the bus (confirmed by the broker).
+        `request_ids`: the request that caused each event (None: the current one for all)."""
         ...
 
     async def subscribe(self, handler: Handler) -> None: ...
@@ -40,13 +49,14 @@ class InProcessBus:
     def __init__(self) -> None:
         self._handlers: list[Handler] = []
 
-    async def publish(self, events: Sequence[BusMessage]) -> None:
-        for event in events:
-            for handler in self._handlers:
-                try:
-                    await handler(event)
-                except Exception:  # one subscriber's fault is not the publisher's
-                    log.exception("in-process subscriber failed on %s", event["type"])
+    async def publish(self, events: Sequence[BusMessage], request_ids: RequestIds = None) -> None:
+        for event, rid in zip(events, _ids(events, request_ids), strict=True):
+            with request_id.bound(rid):
+                for handler in self._handlers:
+                    try:
+                        await handler(event)
+                    except Exception:  # one subscriber's fault is not the publisher's
+                        log.exception("in-process subscriber failed on %s", event["type"])
 
     async def subscribe(self, handler: Handler) -> None:
         self._handlers.append(handler)
@@ -58,14 +68,21 @@ class InProcessBus:
         self._handlers.clear()
 
 
-def encode(event: BusMessage) -> aio_pika.Message:
+def _ids(events: Sequence[BusMessage], request_ids: RequestIds) -> Sequence[str | None]:
+    return [request_id.current()] * len(events) if request_ids is None else request_ids
+
+
+def encode(event: BusMessage, rid: str | None = None) -> aio_pika.Message:
+    headers: dict[str, Any] = {"schema_version": SCHEMA_VERSION}
+    if rid is not None:
+        headers[request_id.BUS_HEADER] = rid
     return aio_pika.Message(
         body=orjson.dumps(event),
         content_type="application/json",
         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
         message_id=event["id"],
         type=event["type"],
-        headers={"schema_version": SCHEMA_VERSION},
+        headers=headers,
     )
 
 
@@ -109,18 +126,18 @@ class RabbitBus:
         return await channel.declare_exchange(self.exchange_name, aio_pika.ExchangeType.TOPIC,
                                               durable=True)
 
-    async def publish(self, events: Sequence[BusMessage]) -> None:
+    async def publish(self, events: Sequence[BusMessage], request_ids: RequestIds = None) -> None:
         """Each user's events are published one after another (the broker keeps their order);
         different users' go out concurrently. Raises if any is not confirmed."""
         assert self._exchange is not None, "connect() first"
         exchange = self._exchange
-        by_user: dict[str | None, list[BusMessage]] = defaultdict(list)
-        for event in events:
-            by_user[event["user_id"]].append(event)
+        by_user: dict[str | None, list[tuple[BusMessage, str | None]]] = defaultdict(list)
+        for event, rid in zip(events, _ids(events, request_ids), strict=True):
+            by_user[event["user_id"]].append((event, rid))
 
-        async def in_order(chain: list[BusMessage]) -> None:
-            for event in chain:
-                await exchange.publish(encode(event), routing_key(event["type"]),
+        async def in_order(chain: list[tuple[BusMessage, str | None]]) -> None:
+            for event, rid in chain:
+                await exchange.publish(encode(event, rid), routing_key(event["type"]),
                                        mandatory=False, timeout=self.publish_timeout)
 
         # Every chain ends before a failure is raised: none may still be publishing while the
@@ -140,6 +157,10 @@ class RabbitBus:
         await queue.bind(exchange, routing_key="mfa.#")
 
         async def on_message(message: AbstractIncomingMessage) -> None:
+            with request_id.bound(request_id.sane(message.headers.get(request_id.BUS_HEADER))):
+                await handle(message)
+
+        async def handle(message: AbstractIncomingMessage) -> None:
             try:
                 event = decode(message.body)
             except (ValueError, orjson.JSONDecodeError):
