@@ -24,7 +24,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from services.mfa.adapters.passwords import HashingBusy
-from services.mfa.domain.errors import InvalidCode, InvalidCredentials, LockedOut
+from services.mfa.domain.errors import InvalidCode, InvalidCredentials, LockedOut, PasskeyCloned
 
 if TYPE_CHECKING:
     from services.mfa.bootstrap import Service
@@ -56,7 +56,7 @@ class MfaMetrics:
             ["result"], registry=registry)
         # Every series from zero, so a rate is defined before the first event.
         for outcome in ("accepted", "rejected", "throttled"):
-            for factor in ("totp", "recovery_code"):
+            for factor in ("totp", "recovery_code", "passkey"):
                 self.second_factors.labels(outcome, factor)
         for outcome in ("right", "wrong", "throttled", "busy"):
             self.password_steps.labels(outcome)
@@ -94,6 +94,9 @@ class MfaMetrics:
             self.second_factors.labels("rejected", factor).inc()
             if error.locked_until is not None:
                 self.lockouts.labels("second_factor").inc()
+            raise
+        except PasskeyCloned:
+            self.second_factors.labels("rejected", factor).inc()
             raise
         except LockedOut:
             self.second_factors.labels("throttled", factor).inc()

@@ -157,10 +157,11 @@ async def login_with_passkey(request: web.Request) -> web.Response:
     def check(public_key: str) -> webauthn.Signature | None:
         return webauthn.verify_signature(rp, credential, challenge, public_key)
 
-    written = await service.command(
-        partial(service.app.verify_passkey, session.user_id, passkey_id, check,
-                client_address(request)),
-        user_id=session.user_id, settle=False)
+    with service.metrics.second_factor("passkey"):
+        written = await service.command(
+            partial(service.app.verify_passkey, session.user_id, passkey_id, check,
+                    client_address(request)),
+            user_id=session.user_id, settle=False)
     step: LoginStep = written.value
     window = window_end(request) if step.next in OPENS_WINDOW else None
     session = await service.sessions.replace(session, step.next, window, service.clock.now())
