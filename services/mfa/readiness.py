@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from services.runtime.web import Check
+from services.runtime.web import Check, NotReady
 
 if TYPE_CHECKING:
     from services.mfa.bootstrap import Service
@@ -28,7 +28,7 @@ def checks(service: Service, *, bus: bool = True) -> dict[str, Check]:
         stopped = [f"{runner.name}: {runner.failure.describe()}"
                    for runner in service.projections if runner.failure is not None]
         if stopped:
-            raise RuntimeError("stopped on " + "; ".join(stopped))
+            raise NotReady("stopped on " + "; ".join(stopped))
 
     found: dict[str, Check] = {"store": store, "bus": message_bus} if bus else {"store": store}
     if service.views.running:  # the views run in this process (mfa serve, mfa projector)

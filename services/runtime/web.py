@@ -37,6 +37,11 @@ access_log = logging.getLogger("services.access")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # A readiness check raises (anything) when its dependency is not usable.
 Check = Callable[[], Awaitable[None]]
+
+
+class NotReady(Exception):
+    """A readiness check's own verdict, shown as it says (other errors show their type only:
+    their messages may say more than a probe should)."""
 _REQUEST_ID = web.RequestKey("request_id", str)
 _PROBES = frozenset({"/healthz", "/readyz", "/metrics"})
 # A `*_created` timestamp beside every counter doubles the series and no alert reads it.
@@ -116,6 +121,8 @@ def health_routes(checks: Callable[[web.Request], Mapping[str, Check]],
             try:
                 await check()
                 results[name] = "ok"
+            except NotReady as e:
+                results[name] = str(e)
             except Exception as e:  # readiness reports, it does not fail
                 results[name] = f"unreachable: {type(e).__name__}"
         ready = all(value == "ok" for value in results.values())

@@ -87,6 +87,8 @@ class Platform:
 
     def start(self, name: str, command: str, wrapper: Sequence[str] = (),
               **settings: str) -> Process:
+        # Each process its own health port (the projector's and relay's default is fixed).
+        settings.setdefault("MFA_HEALTH_PORT", str(free_port()))
         process = Process(name, [command], self.env(**settings), self.log_dir, wrapper).start()
         self.processes.append(process)
         return process

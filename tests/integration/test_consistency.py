@@ -7,7 +7,6 @@ applies; an API process without the views hears the projector's announcements.""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import time
 import uuid
@@ -47,7 +46,7 @@ class Faulty:
 
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
-    return dataclasses.replace(settings, views_wait_seconds=1.0)
+    return settings.model_copy(update={"views_wait_seconds": 1.0})
 
 
 @pytest.fixture
