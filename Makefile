@@ -35,7 +35,7 @@ test: install browser nginx faketime
 
 lint: install
 	$(BIN)/ruff check services contracts tests bench
-	$(BIN)/mypy services contracts
+	$(BIN)/mypy services contracts bench
 
 bench: install
 	$(BIN)/python -m bench.second_factor

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -26,10 +25,10 @@ from typing import Any
 from uuid import UUID
 
 import aiohttp
-import psycopg
 from aiohttp import web
 
 from bench.second_factor import PASSWORD, PASSWORD_HASH, cheap_passwords
+from bench.stores import scratch_store
 from services.mfa.bootstrap import Service
 from services.mfa.config import Settings
 from services.mfa.domain import totp
@@ -37,7 +36,6 @@ from services.mfa.domain.clock import FrozenClock
 from services.mfa.http.app import create_app
 from services.mfa.http.context import SERVICE
 
-PG_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 SECRET = "bench-secret-key-0123456789abcdef0123456789"
 BAR = 1.3
 SAVE_CHUNK = 2000
@@ -127,40 +125,28 @@ async def measure(base: str, service: Service, clock: FrozenClock, admin: aiohtt
 
 async def bench_store(store: str, sizes: list[int], rounds: int) -> dict[int, dict[str, Any]]:
     clock = FrozenClock(datetime.now(tz=UTC))
-    with tempfile.TemporaryDirectory(prefix="mfa-history-") as tmp:
-        schema = f"history_{uuid.uuid4().hex[:12]}"
-        if store == "postgres":
-            with psycopg.connect(PG_DSN, autocommit=True) as conn:
-                conn.execute(f"CREATE SCHEMA {schema}")
-            url = f"{PG_DSN}?schema={schema}"
-        else:
-            url = f"sqlite:///{tmp}/mfa.db"
-        try:
-            async with served(url, Path(tmp) / "var", clock) as (base, service):
-                org_id, _ = (await service.call(
-                    service.app.create_organization, "History", "admin@history.example",
-                    "Admin", PASSWORD_HASH, "system:bench")).value
-                users = {}
-                for size in sizes:
-                    started = time.perf_counter()
-                    users[size] = await new_user(service, org_id, size, size)
-                    print(f"  {store}: a user with {size:,} past events in "
-                          f"{time.perf_counter() - started:.1f} s", flush=True)
-                head = await service.call(service.app.recorder.max_notification_id)
-                await asyncio.gather(*(f.wait_for(head, 600) for f in service.followers))
-                async with aiohttp.ClientSession(
-                        cookie_jar=aiohttp.CookieJar(unsafe=True)) as admin:
-                    async with admin.post(f"{base}/api/login", json={
-                            "email": "admin@history.example", "password": PASSWORD}) as r:
-                        assert r.status == 200, await r.text()
-                    for size in sizes:  # warm up the connection and the code paths
-                        await measure(base, service, clock, admin, users[size], 3)
-                    return {size: await measure(base, service, clock, admin, users[size],
-                                                rounds) for size in sizes}
-        finally:
-            if store == "postgres":
-                with psycopg.connect(PG_DSN, autocommit=True) as conn:
-                    conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    with scratch_store(store, "history") as (url, tmp):
+        async with served(url, tmp / "var", clock) as (base, service):
+            org_id, _ = (await service.call(
+                service.app.create_organization, "History", "admin@history.example",
+                "Admin", PASSWORD_HASH, "system:bench")).value
+            users = {}
+            for size in sizes:
+                started = time.perf_counter()
+                users[size] = await new_user(service, org_id, size, size)
+                print(f"  {store}: a user with {size:,} past events in "
+                      f"{time.perf_counter() - started:.1f} s", flush=True)
+            head = await service.call(service.app.recorder.max_notification_id) or 0
+            await asyncio.gather(*(f.wait_for(head, 600) for f in service.followers))
+            async with aiohttp.ClientSession(
+                    cookie_jar=aiohttp.CookieJar(unsafe=True)) as admin:
+                async with admin.post(f"{base}/api/login", json={
+                        "email": "admin@history.example", "password": PASSWORD}) as r:
+                    assert r.status == 200, await r.text()
+                for size in sizes:  # warm up the connection and the code paths
+                    await measure(base, service, clock, admin, users[size], 3)
+                return {size: await measure(base, service, clock, admin, users[size],
+                                            rounds) for size in sizes}
 
 
 async def main() -> None:

@@ -20,7 +20,6 @@ import os
 import random
 import socket
 import sys
-import tempfile
 import time
 import uuid
 from collections import Counter
@@ -29,9 +28,9 @@ from pathlib import Path
 
 import aiohttp
 import orjson
-import psycopg
 
-PG_DSN = "postgresql://postgres@127.0.0.1:5432/test"
+from bench.stores import scratch_store
+
 SECRET = "bench-secret-key-0123456789abcdef0123456789"
 FLOOD_CONNECTIONS = 24
 PROBES = 300
@@ -119,41 +118,29 @@ async def flood(base: str, seconds: float) -> None:
 
 
 async def bench_store(store: str, seconds: float) -> dict[str, float]:
-    with tempfile.TemporaryDirectory(prefix="mfa-flood-") as tmp:
-        schema = f"flood_{uuid.uuid4().hex[:12]}"
-        if store == "postgres":
-            with psycopg.connect(PG_DSN, autocommit=True) as conn:
-                conn.execute(f"CREATE SCHEMA {schema}")
-            url = f"{PG_DSN}?schema={schema}"
-        else:
-            url = f"sqlite:///{tmp}/mfa.db"
-        try:
-            async with served(url, Path(tmp) / "var") as base:
-                client = await signed_in(base)
-                returning = await signed_in(base)  # has the device cookie from now on
-                try:
-                    await probe(client, base, 50)  # warm up
-                    idle = await probe(client, base, PROBES)
-                    flooder = await asyncio.create_subprocess_exec(
-                        sys.executable, "-m", "bench.login_flood", "--flood", base,
-                        str(seconds), stdout=asyncio.subprocess.PIPE)
-                    await asyncio.sleep(1.0)  # the flood is in full swing
-                    during: list[float] = []
-                    logins = asyncio.create_task(returning_logins(returning, base, seconds - 2))
-                    while flooder.returncode is None and len(during) < 10 * PROBES:
-                        during += await probe(client, base, 20)
-                        with contextlib.suppress(TimeoutError):
-                            await asyncio.wait_for(asyncio.shield(flooder.wait()), 0.001)
-                    out, _ = await flooder.communicate()
-                    statuses = {int(k): v for k, v in orjson.loads(out).items()}
-                    back = await logins
-                finally:
-                    await client.close()
-                    await returning.close()
-        finally:
-            if store == "postgres":
-                with psycopg.connect(PG_DSN, autocommit=True) as conn:
-                    conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    with scratch_store(store, "flood") as (url, tmp):
+        async with served(url, tmp / "var") as base:
+            client = await signed_in(base)
+            returning = await signed_in(base)  # has the device cookie from now on
+            try:
+                await probe(client, base, 50)  # warm up
+                idle = await probe(client, base, PROBES)
+                flooder = await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", "bench.login_flood", "--flood", base,
+                    str(seconds), stdout=asyncio.subprocess.PIPE)
+                await asyncio.sleep(1.0)  # the flood is in full swing
+                during: list[float] = []
+                logins = asyncio.create_task(returning_logins(returning, base, seconds - 2))
+                while flooder.returncode is None and len(during) < 10 * PROBES:
+                    during += await probe(client, base, 20)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(asyncio.shield(flooder.wait()), 0.001)
+                out, _ = await flooder.communicate()
+                statuses = {int(k): v for k, v in orjson.loads(out).items()}
+                back = await logins
+            finally:
+                await client.close()
+                await returning.close()
     result = {"idle_p50": percentile(idle, .5) * 1000, "idle_p99": percentile(idle, .99) * 1000,
               "flood_p50": percentile(during, .5) * 1000,
               "flood_p99": percentile(during, .99) * 1000, "probes": len(during)}

@@ -16,25 +16,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import tempfile
 import time
 import uuid
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import orjson
-import psycopg
 from aiohttp import web
 
 from bench.second_factor import PASSWORD, PASSWORD_HASH, cheap_passwords
+from bench.stores import scratch_store
 from services.mfa.bootstrap import Service
 from services.mfa.config import Settings
 from services.mfa.http.app import create_app
 from services.mfa.http.context import SERVICE
 
-PG_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 SECRET = "bench-secret-key-0123456789abcdef0123456789"
 BAR_SECONDS = 1.0
 
@@ -74,15 +71,8 @@ async def banner_time(socket: aiohttp.ClientWebSocketResponse) -> float:
 
 
 async def bench_store(store: str, users: int, pages: int) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="mfa-policy-") as tmp:
-        schema = f"policy_{uuid.uuid4().hex[:12]}"
-        if store == "postgres":
-            with psycopg.connect(PG_DSN, autocommit=True) as conn:
-                conn.execute(f"CREATE SCHEMA {schema}")
-            url = f"{PG_DSN}?schema={schema}"
-        else:
-            url = f"sqlite:///{tmp}/mfa.db"
-        settings = Settings(database_url=url, secret_key=SECRET, var_dir=Path(tmp) / "var",
+    with scratch_store(store, "policy") as (url, tmp):
+        settings = Settings(database_url=url, secret_key=SECRET, var_dir=tmp / "var",
                             hashing_queue=pages, password_address_threshold=10 * pages + 100)
         app = create_app(settings, passwords=cheap_passwords())
         runner = web.AppRunner(app, access_log=None)
@@ -98,7 +88,7 @@ async def bench_store(store: str, users: int, pages: int) -> dict[str, Any]:
                 PASSWORD_HASH, "system:bench")).value
             started = time.perf_counter()
             emails = await asyncio.to_thread(create_users, service, org_id, users)
-            head = await service.call(service.app.recorder.max_notification_id)
+            head = await service.call(service.app.recorder.max_notification_id) or 0
             await asyncio.gather(*(f.wait_for(head, 600) for f in service.followers))
             print(f"  {store}: {users:,} users in {time.perf_counter() - started:.1f} s",
                   flush=True)
@@ -125,9 +115,6 @@ async def bench_store(store: str, users: int, pages: int) -> dict[str, Any]:
                 await socket.close()
                 await session.close()
             await runner.cleanup()
-            if store == "postgres":
-                with psycopg.connect(PG_DSN, autocommit=True) as conn:
-                    conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
     return {"apply_seconds": answered - clicked, "rate": users / (answered - clicked),
             "p50": percentile(per_user, .5), "p99": percentile(per_user, .99),
             "first_from_click": min(shown) - clicked, "last_from_click": max(shown) - clicked}
@@ -140,7 +127,7 @@ async def requirement_times(service: Service, emails: list[str]) -> list[float]:
         user_id = await service.call(service.app.user_id_for, email)
         events = await service.call(lambda u=user_id: list(
             service.app.events.get(service.app.mfa(u).id)))
-        last = [e for e in events if type(e).__name__ == "RequirementSet"][-1]
+        last: Any = [e for e in events if type(e).__name__ == "RequirementSet"][-1]
         found.append(datetime.timestamp(last.timestamp))
     return found
 

@@ -7,6 +7,7 @@ from functools import partial
 from aiohttp import web
 
 from services.mfa.adapters.device_cookies import COOKIE as DEVICE_COOKIE
+from services.mfa.adapters.sessions import Session
 from services.mfa.application import LoginStep
 from services.mfa.domain import totp
 from services.mfa.domain.account import normalize_email
@@ -58,7 +59,14 @@ async def second_factor(request: web.Request) -> web.Response:
             partial(service.app.verify_second_factor, session.user_id, code,
                     client_address(request)),
             user_id=session.user_id, settle=len(code) != 6)
-    step: LoginStep = written.value
+    return await second_factor_passed(request, session, written.value)
+
+
+async def second_factor_passed(request: web.Request, session: Session,
+                               step: LoginStep) -> web.Response:
+    """A right second factor (a code or a key): the session moves on under a new token, and
+    the browser is known from now on (device cookie)."""
+    service = request.app[SERVICE]
     window = window_end(request) if step.next in OPENS_WINDOW else None
     session = await service.sessions.replace(session, step.next, window, service.clock.now())
     response = json_response({"next": step.next})

@@ -16,18 +16,16 @@ from aiohttp import web
 
 from services.mfa.adapters import passkeys as webauthn
 from services.mfa.adapters.sessions import Session
-from services.mfa.application import LoginStep
-from services.mfa.domain.session_states import OPENS_WINDOW, Step
+from services.mfa.domain.session_states import Step
 from services.mfa.http.auth import (
     advance,
     require,
     require_window,
-    set_cookie,
     set_device_cookie,
-    window_end,
 )
 from services.mfa.http.context import SERVICE
 from services.mfa.http.errors import not_found, validation_error
+from services.mfa.http.login import second_factor_passed
 from services.mfa.http.middleware import client_address, own_origin
 from services.mfa.http.responses import iso, json_response
 from services.mfa.http.schemas import CredentialBody, NewPasskeyBody, PasskeyNameBody, read_json
@@ -162,13 +160,7 @@ async def login_with_passkey(request: web.Request) -> web.Response:
             partial(service.app.verify_passkey, session.user_id, passkey_id, check,
                     client_address(request)),
             user_id=session.user_id, settle=False)
-    step: LoginStep = written.value
-    window = window_end(request) if step.next in OPENS_WINDOW else None
-    session = await service.sessions.replace(session, step.next, window, service.clock.now())
-    response = json_response({"next": step.next})
-    set_cookie(request, response, session)
-    set_device_cookie(request, response, session)
-    return response
+    return await second_factor_passed(request, session, written.value)
 
 
 def routes() -> list[web.RouteDef]:
