@@ -115,6 +115,9 @@ async def test_set_required_for_the_selected_users_or_all_matching_a_filter(
     browser = await new_browser()
     await browser.login(users[4]["email"], users[4]["password"])
     await enable_two_factor(browser, users[4]["password"], clock)
+    # The grid page offers the same set: "Select all 3 users matching these filters".
+    status, html = await admin.get("/settings/users?status=off&required=false")
+    assert status == 200 and "Select all 3 users matching these filters" in html, html
     status, body = await admin.post("/api/admin/users/requirement", {
         "required": True, "filter": {"status": "off", "required": False}})
     assert status == 200 and body["changed"] == 3  # users 2 and 3, and the org's admin

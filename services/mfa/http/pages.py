@@ -234,8 +234,8 @@ async def users_page(request: web.Request) -> web.Response:
                                   page=str(page_number - 1))
     elif not first:  # nothing left past the cursor: back to the first page
         previous_url = _grid_link(filters, query)
-    matching = len(await users_grid.user_ids(
-        service.db, org_id, required=query.required, status=query.status, q=query.q))
+    matching = await users_grid.count_matching(
+        service.db, org_id, required=query.required, status=query.status, q=query.q)
     organization = await service.call(service.app.organization, org_id)
     return _render(request, "users.html", {
         **_layout(viewer, "settings"), "users": users, "counts": counts,

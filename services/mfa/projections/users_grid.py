@@ -209,9 +209,8 @@ async def read(db: Database, org_id: UUID, user_id: UUID) -> dict[str, Any] | No
     return _row(row) if row else None
 
 
-async def user_ids(db: Database, org_id: UUID, *, required: bool | None = None,
-                   status: str | None = None, q: str | None = None) -> list[UUID]:
-    """Every user of the organization matching the filters (a bulk action's targets)."""
+def _matching(org_id: UUID, required: bool | None, status: str | None,
+              q: str | None) -> tuple[str, list[Any]]:
     where: list[str] = ["org_id = ?"]
     args: list[Any] = [str(org_id)]
     if required is not None:
@@ -223,9 +222,26 @@ async def user_ids(db: Database, org_id: UUID, *, required: bool | None = None,
     if q:
         where.append(_SEARCH)
         args += [_pattern(q)] * 2
+    return " AND ".join(where), args
+
+
+async def user_ids(db: Database, org_id: UUID, *, required: bool | None = None,
+                   status: str | None = None, q: str | None = None) -> list[UUID]:
+    """Every user of the organization matching the filters (a bulk action's targets)."""
+    where, args = _matching(org_id, required, status, q)
     rows = await db.fetch("SELECT user_id FROM mfa_users_grid"  # noqa: S608
-                          f" WHERE {' AND '.join(where)} ORDER BY email, user_id", *args)
+                          f" WHERE {where} ORDER BY email, user_id", *args)
     return [UUID(row["user_id"]) for row in rows]
+
+
+async def count_matching(db: Database, org_id: UUID, *, required: bool | None = None,
+                         status: str | None = None, q: str | None = None) -> int:
+    """How many users match the filters (the grid's "Select all N matching"), counted by the
+    database rather than by fetching them."""
+    where, args = _matching(org_id, required, status, q)
+    row = await db.fetchrow("SELECT COUNT(*) AS n FROM mfa_users_grid"  # noqa: S608
+                            f" WHERE {where}", *args)
+    return int(row["n"]) if row is not None else 0
 
 
 async def counts(db: Database, org_id: UUID) -> dict[str, int]:
